@@ -1,0 +1,18 @@
+"""The main job: class-conditional GAN on Fashion-MNIST (28x28) from Debian's IDX files.
+
+    apt-get install -y dataset-fashion-mnist
+    python -m ganjax.train --config configs/fashion_mnist.py --workdir workdirs/fashion_mnist
+"""
+
+from ganjax.config import default_config
+
+
+def get_config():
+    config = default_config()
+    config.data.source = "idx:/usr/share/datasets/fashion-mnist"
+    config.train.steps = 10000
+    config.train.batch_size = 64
+    config.train.log_every = 100
+    config.train.sample_every = 1000
+    config.train.checkpoint_every = 1000
+    return config

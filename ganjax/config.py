@@ -1,0 +1,127 @@
+"""The configuration schema: every key ganjax reads, with its default, and its validation.
+
+Experiment files in `configs/` start from `default_config()` and override what they need;
+`validate_config` runs once at start-up and names any bad key.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ganjax.losses import GAN_LOSSES
+
+SUBSETS = ("none", "long_tail", "cut_class", "few_label")
+CHOICES = {
+    "data.subset": SUBSETS,
+    "model.upsample": ("subpixel", "transpose"),
+    "model.downsample": ("subpixel", "strided"),
+    "model.generator_norm": ("batch", "group", "none"),
+    "gan.loss": GAN_LOSSES,
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every configurable key with its default value."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "digits"  # idx:DIR | folder:DIR | npz:FILE | digits | tfds:NAME
+    config.data.image_size = 0  # 0 keeps the source's native size
+    config.data.subset = "none"
+    config.data.imbalance_ratio = 100.0
+    config.data.cut_class = 0
+    config.data.cut_fraction = 0.025
+    config.data.labels_per_class = 10
+    config.data.seed = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.noise_dim = 128
+    config.model.embed_dim = 64
+    config.model.generator_width = 32
+    config.model.discriminator_width = 64
+    config.model.upsample = "subpixel"
+    config.model.downsample = "subpixel"
+    config.model.generator_norm = "batch"
+
+    config.gan = ml_collections.ConfigDict()
+    config.gan.loss = "hinge"
+    config.gan.n_critic = 1
+    config.gan.r1_gamma = 0.0  # weight gamma/2 of the R1 penalty; 0 turns it off
+    config.gan.gp_weight = 0.0  # WGAN-GP weight lambda; 0 turns it off
+    config.gan.ema_decay = 0.999  # EMA of the generator's parameters; 0 turns it off
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.generator_lr = 2e-4
+    config.optim.discriminator_lr = 2e-4
+    config.optim.b1 = 0.5
+    config.optim.b2 = 0.999
+
+    config.train = ml_collections.ConfigDict()
+    config.train.steps = 2000
+    config.train.batch_size = 64
+    config.train.log_every = 50
+    config.train.sample_every = 500
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 3
+    config.train.samples_per_class = 10
+
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.coordinator_address = ""  # "host:port" starts jax.distributed
+    config.parallel.num_processes = 1
+    config.parallel.process_id = 0
+    return config
+
+
+def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks keys, types and values against `default_config()`; returns the config.
+
+    Raises:
+      ValueError naming the first offending key and what to do about it.
+    """
+    schema = _flatten(default_config())
+    given = _flatten(config)
+    for name, value in given.items():
+        if name not in schema:
+            close = [k for k in schema if k.split(".")[-1] == name.split(".")[-1]]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Config key {name!r} is unknown.{hint} Valid keys: {sorted(schema)}.")
+        expected = type(schema[name])
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(
+                f"Config key {name!r} must be of type {expected.__name__}, got {value!r} "
+                f"({type(value).__name__})."
+            )
+    for name in schema:
+        if name not in given:
+            raise ValueError(f"Config key {name!r} is missing; start configs from ganjax.config.default_config().")
+    for name, allowed in CHOICES.items():
+        if given[name] not in allowed:
+            raise ValueError(f"Config key {name!r} is {given[name]!r}; choose one of {allowed}.")
+    positive = ["train.steps", "train.batch_size", "train.log_every", "train.sample_every",
+                "train.checkpoint_every", "train.keep_checkpoints", "gan.n_critic",
+                "model.noise_dim", "model.generator_width", "model.discriminator_width"]
+    for name in positive:
+        if given[name] <= 0:
+            raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    if not 0.0 <= given["gan.ema_decay"] < 1.0:
+        raise ValueError(f"Config key 'gan.ema_decay' must be in [0, 1), got {given['gan.ema_decay']}.")
+    if given["data.subset"] == "long_tail" and given["data.imbalance_ratio"] <= 1:
+        raise ValueError(
+            f"Config key 'data.imbalance_ratio' must be > 1 for a long-tailed subset, "
+            f"got {given['data.imbalance_ratio']}."
+        )
+    return config

@@ -1,0 +1,71 @@
+"""GAN and classification losses and penalties: pure functions of arrays.
+
+Every discriminator loss takes logits on real and generated images, [B] float32, and
+returns a scalar; every generator loss takes the logits on generated images.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+GAN_LOSSES = ("non_saturating", "hinge", "wgan", "least_squares")
+
+
+def discriminator_loss(kind: str, real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:
+    """Scalar loss the discriminator minimises."""
+    if kind == "non_saturating":
+        # Goodfellow et al. 2014, eq. 1: -log D(x) - log(1 - D(G(z))).
+        return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+    if kind == "hinge":
+        # Lim & Ye 2017; Miyato et al. 2018, eq. 17.
+        return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+    if kind == "wgan":
+        # Arjovsky et al. 2017; pair with `gradient_penalty` (Gulrajani et al. 2017).
+        return jnp.mean(fake_logits) - jnp.mean(real_logits)
+    if kind == "least_squares":
+        # Mao et al. 2017, eq. 2 with a=0, b=c=1.
+        return 0.5 * jnp.mean((real_logits - 1.0) ** 2) + 0.5 * jnp.mean(fake_logits**2)
+    raise ValueError(f"GAN loss {kind!r} is unknown; choose one of {GAN_LOSSES}.")
+
+
+def generator_loss(kind: str, fake_logits: jnp.ndarray) -> jnp.ndarray:
+    """Scalar loss the generator minimises."""
+    if kind == "non_saturating":
+        return jnp.mean(jax.nn.softplus(-fake_logits))
+    if kind in ("hinge", "wgan"):
+        return -jnp.mean(fake_logits)
+    if kind == "least_squares":
+        return 0.5 * jnp.mean((fake_logits - 1.0) ** 2)
+    raise ValueError(f"GAN loss {kind!r} is unknown; choose one of {GAN_LOSSES}.")
+
+
+def r1_penalty(score_fn: Callable[[jnp.ndarray], jnp.ndarray], real_images: jnp.ndarray) -> jnp.ndarray:
+    """Mescheder et al. 2018, eq. 9 without the gamma/2 factor: E ||grad_x D(x)||^2 on reals."""
+    gradients = jax.grad(lambda images: jnp.sum(score_fn(images)))(real_images)
+    return jnp.mean(jnp.sum(gradients.reshape(gradients.shape[0], -1) ** 2, axis=-1))
+
+
+def gradient_penalty(
+    score_fn: Callable[[jnp.ndarray], jnp.ndarray],
+    real_images: jnp.ndarray,
+    fake_images: jnp.ndarray,
+    key: jax.Array,
+) -> jnp.ndarray:
+    """Gulrajani et al. 2017, eq. 3: E (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+    mix = jax.random.uniform(key, (real_images.shape[0], 1, 1, 1), dtype=real_images.dtype)
+    interpolates = mix * real_images + (1.0 - mix) * fake_images
+    gradients = jax.grad(lambda images: jnp.sum(score_fn(images)))(interpolates)
+    norms = jnp.sqrt(jnp.sum(gradients.reshape(gradients.shape[0], -1) ** 2, axis=-1) + 1e-12)
+    return jnp.mean((norms - 1.0) ** 2)
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Mean softmax cross-entropy; logits [B, K], labels [B] int; optional per-example weights [B]."""
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    if weights is None:
+        return jnp.mean(per_example)
+    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-12)

@@ -1,0 +1,6 @@
+"""Flax modules only: generator, discriminator, classifier and shared layers."""
+
+from ganjax.models.gan import Discriminator, Generator
+from ganjax.models.layers import Downsample, Upsample, depth_to_space, space_to_depth
+
+__all__ = ["Discriminator", "Generator", "Downsample", "Upsample", "depth_to_space", "space_to_depth"]

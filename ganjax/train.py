@@ -1,0 +1,168 @@
+"""Train a class-conditional GAN.
+
+    python -m ganjax.train --config configs/digits.py --workdir workdirs/digits \
+        [--config.train.steps=200 ...]
+
+Rerunning the same command resumes from the newest checkpoint in the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from ganjax import checkpoint, data, parallel, visualize
+from ganjax.config import validate_config
+from ganjax.sample import class_grid_labels, generate_images
+from ganjax.state import GANState, create_gan_state
+from ganjax.steps import make_gan_train_step
+
+METRICS_FILE = "metrics.jsonl"
+logger = logging.getLogger("ganjax")
+
+
+def _append_metrics(path: str, record: dict) -> None:
+    with open(path, "a") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+    """Drops records past `last_step`, left by a run that died after its last checkpoint."""
+    if not os.path.exists(path):
+        return
+    with open(path) as stream:
+        kept = [line for line in stream if line.strip() and json.loads(line)["step"] <= last_step]
+    with open(path + ".tmp", "w") as stream:
+        stream.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+    bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite training metrics at step {step}: {bad}. Lower config.optim.*_lr, "
+            "or add config.gan.r1_gamma, and restart from the last checkpoint."
+        )
+
+
+def _initial_state(
+    config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, mesh: jax.sharding.Mesh
+) -> tuple[GANState, int]:
+    """(state, step): the newest checkpoint in workdir if any, else a fresh initialisation."""
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    template = create_gan_state(config, train_set.num_classes, train_set.image_shape, init_key)
+    if checkpoint.latest_step(workdir) is None:
+        return parallel.replicate(template, mesh), 0
+    step, state = checkpoint.restore_state(workdir, template, sharding=parallel.replicated(mesh))
+    logger.info("Resuming from checkpoint step %d in %s", step, workdir)
+    return state, step
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains the GAN of `config` in `workdir`; returns the last logged metrics.
+
+    Writes workdir/metrics.jsonl, workdir/samples/step_*.png (one row per class, fixed
+    noise) and orbax checkpoints (with the config) under workdir/checkpoints.
+    """
+    validate_config(config)
+    parallel.initialize_distributed(config)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+
+    train_set, _ = data.load_train_and_test(config.data, workdir=workdir)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    state, start_step = _initial_state(config, train_set, workdir, mesh)
+    meta = checkpoint.make_meta(config, train_set.num_classes, train_set.image_shape, train_set.class_names)
+
+    train_step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
+    n_critic = config.gan.n_critic
+    batches = data.iterate_batches(
+        train_set,
+        config.train.batch_size,
+        seed=config.data.seed,
+        start_step=start_step,
+        leading_shape=(n_critic,),
+    )
+    step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    grid_labels = class_grid_labels(train_set.num_classes, config.train.samples_per_class)
+    grid_noise = jax.random.normal(
+        jax.random.fold_in(jax.random.key(config.seed), 2), (grid_labels.size, config.model.noise_dim)
+    )
+
+    metrics_path = os.path.join(workdir, METRICS_FILE)
+    if is_chief:
+        _truncate_metrics(metrics_path, start_step)
+    manager = checkpoint.make_manager(workdir, max_to_keep=config.train.keep_checkpoints)
+    total = config.train.steps
+    images_per_step = config.train.batch_size * n_critic
+    last_record: dict[str, Any] = {"step": start_step}
+    progress = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not is_chief)
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        for step in range(start_step + 1, total + 1):
+            host_batch = data.process_slice(next(batches), jax.process_index(), jax.process_count(), axis=1)
+            batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
+            state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
+            window_steps += 1
+            progress.update(1)
+
+            if step % config.train.log_every == 0 or step == total:
+                values = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                _check_finite(values, step)
+                elapsed = time.perf_counter() - window_start
+                last_record = {"step": step, **values, "images_per_sec": window_steps * images_per_step / elapsed}
+                window_start, window_steps = time.perf_counter(), 0
+                progress.set_postfix(
+                    d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
+                    img_s=f"{last_record['images_per_sec']:.0f}",
+                )
+                if is_chief:
+                    _append_metrics(metrics_path, last_record)
+
+            if is_chief and (step % config.train.sample_every == 0 or step == total):
+                images = jax.device_get(generate_images(state, grid_noise, grid_labels))
+                path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+                visualize.save_image_grid(images, train_set.num_classes, path)
+
+            if step % config.train.checkpoint_every == 0 or step == total:
+                checkpoint.save(manager, step, state, meta)
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        progress.close()
+    return last_record
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
+    logging.getLogger("ganjax").setLevel(logging.INFO)
+    try:
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        # Bad input is reported as one line, not a deep JAX traceback.
+        raise SystemExit(f"ganjax.train: error: {error}") from None
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    FLAGS = flags.FLAGS
+    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

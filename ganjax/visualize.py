@@ -1,0 +1,38 @@
+"""Image grids and plots written as PNG files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
+    """images: [N, H, W, C] float in [-1, 1] -> one uint8 picture [rows*(H+1)+1, cols*(W+1)+1, C].
+
+    Fills row by row; N must be a multiple of rows. A one-pixel border separates cells.
+    """
+    images = np.asarray(images, np.float32)
+    count, height, width, channels = images.shape
+    if rows <= 0 or count % rows:
+        raise ValueError(f"{count} images do not fill {rows} rows; pass a multiple of rows.")
+    cols = count // rows
+    pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    grid = np.full((rows * (height + 1) + 1, cols * (width + 1) + 1, channels), 255, np.uint8)
+    for index in range(count):
+        row, col = divmod(index, cols)
+        top, left = 1 + row * (height + 1), 1 + col * (width + 1)
+        grid[top : top + height, left : left + width] = pixels[index]
+    return grid
+
+
+def save_image_grid(images: np.ndarray, rows: int, path: str, scale: int = 2) -> str:
+    """Writes `image_grid(images, rows)` to `path` as PNG, enlarged `scale` times; returns path."""
+    grid = image_grid(images, rows)
+    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    picture.save(path)
+    return path
