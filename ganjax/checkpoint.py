@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
@@ -105,8 +106,8 @@ def _shape_mismatches(expected: Any, saved: Any) -> list[str]:
         name = jax.tree_util.keystr(path)
         if path not in saved_flat:
             problems.append(f"{name}: missing from the checkpoint")
-        elif tuple(saved_flat[path].shape) != tuple(leaf.shape):
-            problems.append(f"{name}: checkpoint {tuple(saved_flat[path].shape)} vs config {tuple(leaf.shape)}")
+        elif tuple(saved_flat[path].shape) != tuple(np.shape(leaf)):
+            problems.append(f"{name}: checkpoint {tuple(saved_flat[path].shape)} vs config {tuple(np.shape(leaf))}")
     problems += [f"{jax.tree_util.keystr(p)}: in the checkpoint, not in the model" for p in saved_flat if p not in expected_flat]
     return problems
 

@@ -6,6 +6,8 @@ Experiment files in `configs/` start from `default_config()` and override what t
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
 
 from ganjax.losses import GAN_LOSSES
@@ -13,6 +15,7 @@ from ganjax.losses import GAN_LOSSES
 SUBSETS = ("none", "long_tail", "cut_class", "few_label")
 CHOICES = {
     "data.subset": SUBSETS,
+    "data.long_tail_profile": ("exp", "step"),
     "model.upsample": ("subpixel", "transpose"),
     "model.downsample": ("subpixel", "strided"),
     "model.generator_norm": ("batch", "group", "none"),
@@ -30,6 +33,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.image_size = 0  # 0 keeps the source's native size
     config.data.subset = "none"
     config.data.imbalance_ratio = 100.0
+    config.data.long_tail_profile = "exp"  # "exp" (Cui et al. 2019) or "step"
     config.data.cut_class = 0
     config.data.cut_fraction = 0.025
     config.data.labels_per_class = 10
@@ -84,6 +88,23 @@ def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
     return flat
 
 
+def check_key(name: str, schema: dict | None = None) -> None:
+    """Raises ValueError if dotted key `name` (e.g. "train.steps") is not in the schema."""
+    schema = _flatten(default_config()) if schema is None else schema
+    if name in schema:
+        return
+    close = difflib.get_close_matches(name, list(schema), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Config key {name!r} is unknown.{hint} Valid keys: {sorted(schema)}.")
+
+
+def check_override_flags(argv: list[str]) -> None:
+    """Checks the keys of `--config.KEY=VALUE` command-line overrides before absl parses them."""
+    for argument in argv:
+        if argument.startswith("--config."):
+            check_key(argument[len("--config."):].split("=", 1)[0])
+
+
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Checks keys, types and values against `default_config()`; returns the config.
 
@@ -93,10 +114,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     schema = _flatten(default_config())
     given = _flatten(config)
     for name, value in given.items():
-        if name not in schema:
-            close = [k for k in schema if k.split(".")[-1] == name.split(".")[-1]]
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Config key {name!r} is unknown.{hint} Valid keys: {sorted(schema)}.")
+        check_key(name, schema)
         expected = type(schema[name])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue

@@ -68,12 +68,13 @@ def create_model_state(
     module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *example_inputs, **kwargs
 ) -> ModelState:
     variables = module.init(key, *example_inputs, **kwargs)
-    return ModelState.create(
+    state = ModelState.create(
         apply_fn=module.apply,
         params=variables["params"],
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
     )
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def create_gan_state(

@@ -158,8 +158,17 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
     from absl import app, flags
     from ml_collections import config_flags
+
+    from ganjax.config import check_override_flags
+
+    try:
+        check_override_flags(sys.argv[1:])
+    except ValueError as error:
+        raise SystemExit(f"ganjax.train: error: {error}") from None
 
     FLAGS = flags.FLAGS
     config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).", lock_config=True)

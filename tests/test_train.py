@@ -1,0 +1,161 @@
+"""End to end: train, checkpoint, resume, sample — on scikit-learn's digits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO
+from ganjax import checkpoint, sample
+from ganjax.config import validate_config
+from ganjax.state import create_gan_state
+from ganjax.train import train_and_evaluate
+
+TINY_FLAGS = [
+    "--config.model.noise_dim=16", "--config.model.embed_dim=8",
+    "--config.model.generator_width=8", "--config.model.discriminator_width=8",
+    "--config.train.batch_size=16", "--config.train.log_every=1",
+]
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _restore(workdir, config):
+    template = create_gan_state(config, 10, (16, 16, 1), jax.random.key(0))
+    return checkpoint.restore_state(workdir, template)
+
+
+def test_training_writes_metrics_samples_and_checkpoints(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    last = train_and_evaluate(tiny_config, workdir)
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert last["step"] == 4 and np.isfinite(last["d_loss"]) and last["images_per_sec"] > 0
+    assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["step_000002.png", "step_000004.png"]
+    assert checkpoint.latest_step(workdir) == 4
+    _, meta = checkpoint.restore_meta(workdir)
+    assert meta["config"]["model"]["generator_width"] == 8
+    assert meta["num_classes"] == 10 and meta["image_shape"] == [16, 16, 1]
+
+
+def test_resume_equals_uninterrupted(tiny_config, tmp_path):
+    straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+    train_and_evaluate(tiny_config, straight)
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, interrupted)
+    tiny_config.train.steps = 4
+    train_and_evaluate(tiny_config, interrupted)
+    step_a, state_a = _restore(straight, tiny_config)
+    step_b, state_b = _restore(interrupted, tiny_config)
+    assert step_a == step_b == 4
+    assert _leaves_equal(state_a, state_b)
+    steps = [json.loads(line)["step"] for line in open(os.path.join(interrupted, "metrics.jsonl"))]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_checkpoint_that_does_not_match_config_is_named(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, workdir)
+    tiny_config.model.generator_width = 16
+    with pytest.raises(ValueError, match=r"(?s)does not match the model.*generator"):
+        train_and_evaluate(tiny_config, workdir)
+
+
+def test_load_generator_samples_without_the_dataset(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config, workdir)
+    generator = sample.load_generator(workdir)
+    assert generator.step == 4 and generator.num_classes == 10
+    images = generator.sample(jax.random.key(0), [0, 1, 2, 9])
+    assert images.shape == (4, 16, 16, 1) and images.dtype == np.float32
+    assert np.all(np.abs(images) <= 1)
+    again = generator.sample(jax.random.key(0), [0, 1, 2, 9])
+    np.testing.assert_array_equal(images, again)
+    older = sample.load_generator(workdir, step=2).sample(jax.random.key(0), [0, 1, 2, 9])
+    assert np.max(np.abs(older - images)) > 0
+    with pytest.raises(ValueError, match="Labels must be in"):
+        generator.sample(jax.random.key(0), [10])
+    with pytest.raises(FileNotFoundError, match="No checkpoint for step 3"):
+        sample.load_generator(workdir, step=3)
+
+
+def test_sample_cli_writes_png_and_npz(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config, workdir)
+    out, npz = str(tmp_path / "grid.png"), str(tmp_path / "s.npz")
+    assert sample.main(["--workdir", workdir, "--num", "20", "--out", out, "--npz", npz]) == 0
+    assert os.path.getsize(out) > 0
+    arrays = np.load(npz)
+    assert arrays["x"].shape == (20, 16, 16, 1) and arrays["x"].dtype == np.float32
+    np.testing.assert_array_equal(np.sort(arrays["y"]), np.sort(np.arange(20) % 10))
+    assert sample.main(["--workdir", workdir, "--num", "5", "--label", "3", "--out", out, "--npz", npz]) == 0
+    np.testing.assert_array_equal(np.load(npz)["y"], [3] * 5)
+
+
+def test_sample_without_checkpoint_fails_clearly(tmp_path, capsys):
+    assert sample.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert "No checkpoint" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="Train first"):
+        sample.load_generator(str(tmp_path))
+
+
+def test_unknown_and_mistyped_config_keys_are_named(tiny_config):
+    tiny_config.train.stepz = 3
+    with pytest.raises(ValueError, match="'train.stepz' is unknown.*'train.steps'"):
+        validate_config(tiny_config)
+    del tiny_config.train["stepz"]
+    tiny_config.gan.loss = "wasserstein"
+    with pytest.raises(ValueError, match="'gan.loss'.*hinge"):
+        validate_config(tiny_config)
+
+
+def _train_command(workdir, *extra):
+    return [sys.executable, "-m", "ganjax.train", "--config", os.path.join(REPO, "configs", "digits.py"),
+            "--workdir", workdir, *TINY_FLAGS, *extra]
+
+
+@pytest.mark.parametrize("flag,expected", [("--config.train.stepz=3", "stepz"), ("--config.train.steps=abc", "steps")])
+def test_cli_rejects_bad_overrides(tmp_path, flag, expected):
+    result = subprocess.run(_train_command(str(tmp_path), flag), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode != 0
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_reports_missing_dataset_in_one_line(tmp_path):
+    result = subprocess.run(
+        _train_command(str(tmp_path), "--config.data.source=idx:/nonexistent/fashion"),
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "/nonexistent/fashion" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_then_same_command_resumes(tmp_path):
+    workdir = str(tmp_path / "run")
+    command = _train_command(workdir, "--config.train.steps=400", "--config.train.checkpoint_every=25",
+                             "--config.train.sample_every=1000")
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and (checkpoint.latest_step(workdir) or 0) < 50:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoint.latest_step(workdir)
+    assert killed_at is not None and 50 <= killed_at < 400, killed_at
+
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from checkpoint step {killed_at}" in result.stderr
+    assert checkpoint.latest_step(workdir) == 400
+    steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert steps == list(range(1, 401))
