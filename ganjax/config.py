@@ -77,6 +77,38 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Runs `get_config()` of an experiment file such as "configs/digits.py" and validates it.
+
+    For notebooks and scripts; the CLIs take `--config PATH` instead.
+    """
+    import importlib.util
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file {path!r} does not exist; pass a path such as configs/digits.py.")
+    spec = importlib.util.spec_from_file_location("ganjax_experiment_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"Config file {path!r} defines no get_config(); see configs/digits.py.")
+    return validate_config(module.get_config())
+
+
+def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
+    """A validated config from a saved dict (e.g. a checkpoint's); keys added to the schema
+    since it was saved take their defaults."""
+    config = default_config()
+    for name, value in _flatten(ml_collections.ConfigDict(saved)).items():
+        check_key(name)
+        section, _, key = name.rpartition(".")
+        target = config
+        for part in filter(None, section.split(".")):
+            target = target[part]
+        target[key] = value
+    return validate_config(config)
+
+
 def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
     flat = {}
     for key, value in config.items():

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from ganjax import checkpoint, visualize
-from ganjax.config import validate_config
+from ganjax.config import config_from_dict
 from ganjax.state import GANState, create_gan_state
 
 
@@ -69,7 +69,7 @@ def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) 
     The networks are rebuilt from the config saved with the checkpoint.
     """
     step, meta = checkpoint.restore_meta(workdir, step)
-    config = validate_config(ml_collections.ConfigDict(meta["config"]))
+    config = config_from_dict(meta["config"])
     image_shape = tuple(meta["image_shape"])
     template = jax.eval_shape(
         lambda key: create_gan_state(config, meta["num_classes"], image_shape, key), jax.random.key(0)
