@@ -9,10 +9,22 @@ From Python (e.g. Colab):
     images = generator.sample(jax.random.key(0), labels=[0, 1, 2])
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from ganjax.config import default_config, load_config, validate_config  # noqa: E402
-from ganjax.sample import load_generator  # noqa: E402
-from ganjax.train import train_and_evaluate  # noqa: E402
+# Resolved on first use, so `python -m ganjax.train` does not import itself twice.
+_API = {
+    "default_config": "ganjax.config",
+    "load_config": "ganjax.config",
+    "validate_config": "ganjax.config",
+    "load_generator": "ganjax.sample",
+    "train_and_evaluate": "ganjax.train",
+}
+__all__ = list(_API)
 
-__all__ = ["default_config", "load_config", "validate_config", "load_generator", "train_and_evaluate"]
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'ganjax' has no attribute {name!r}")

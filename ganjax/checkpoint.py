@@ -115,6 +115,9 @@ def _shape_mismatches(expected: Any, saved: Any) -> list[str]:
 def restore_state(workdir: str, template: Any, step: int | None = None, sharding: Any = None) -> tuple[int, Any]:
     """(step, state) restored into the structure of `template` (arrays or ShapeDtypeStructs).
 
+    sharding: where to place every array (e.g. replicated over a mesh); default: the first
+    local device, so a checkpoint written by many hosts can be sampled on a laptop.
+
     Raises:
       FileNotFoundError if there is no checkpoint; ValueError naming every array whose
       saved shape differs from the template's (the config does not match the checkpoint).
@@ -131,6 +134,9 @@ def restore_state(workdir: str, template: Any, step: int | None = None, sharding
                 f"the config ({len(problems)} arrays differ):\n  {shown}\n"
                 "Use the config saved with the checkpoint, or a fresh --workdir for a new config."
             )
+        if sharding is None:
+            # Restore onto this machine, whatever topology the checkpoint was written on.
+            sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = jax.tree.map(
             lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), target
         )

@@ -77,16 +77,32 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
-def load_config(path: str) -> ml_collections.ConfigDict:
-    """Runs `get_config()` of an experiment file such as "configs/digits.py" and validates it.
+def find_config_file(name_or_path: str) -> str:
+    """A config file path from a path, or from a name such as "digits" looked up in
+    ./configs/ and in the configs/ folder beside the installed package (a source checkout)."""
+    import os
+
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    file_name = name_or_path if name_or_path.endswith(".py") else name_or_path + ".py"
+    candidates = [os.path.join("configs", file_name), os.path.join(repo, "configs", os.path.basename(file_name))]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"Config {name_or_path!r} not found (looked in {candidates}); pass a path such as configs/digits.py."
+    )
+
+
+def load_config(name_or_path: str) -> ml_collections.ConfigDict:
+    """Runs `get_config()` of an experiment file ("configs/digits.py" or just "digits") and validates it.
 
     For notebooks and scripts; the CLIs take `--config PATH` instead.
     """
     import importlib.util
-    import os
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Config file {path!r} does not exist; pass a path such as configs/digits.py.")
+    path = find_config_file(name_or_path)
     spec = importlib.util.spec_from_file_location("ganjax_experiment_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

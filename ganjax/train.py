@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ganjax import checkpoint, data, parallel, visualize
 from ganjax.config import validate_config
@@ -44,6 +44,17 @@ def _truncate_metrics(path: str, last_step: int) -> None:
     with open(path + ".tmp", "w") as stream:
         stream.writelines(kept)
     os.replace(path + ".tmp", path)
+
+
+def _last_record(path: str, step: int) -> dict[str, Any]:
+    """The metrics logged at `step` (e.g. when resuming a finished run), else just the step."""
+    if os.path.exists(path):
+        with open(path) as stream:
+            for line in stream:
+                record = json.loads(line)
+                if record["step"] == step:
+                    return record
+    return {"step": step}
 
 
 def _check_finite(metrics: dict[str, float], step: int) -> None:
@@ -106,34 +117,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     manager = checkpoint.make_manager(workdir, max_to_keep=config.train.keep_checkpoints)
     total = config.train.steps
     images_per_step = config.train.batch_size * n_critic
-    last_record: dict[str, Any] = {"step": start_step}
+    last_record = _last_record(metrics_path, start_step)
     progress = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not is_chief)
-    window_start, window_steps = time.perf_counter(), 0
+    metric_sums, window_steps = None, 0
+    timer_start, timed_steps = None, 0  # throughput excludes the first step's compilation
     try:
         for step in range(start_step + 1, total + 1):
             host_batch = data.process_slice(next(batches), jax.process_index(), jax.process_count(), axis=1)
             batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
             state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
+            # Summed on device without blocking; averaged over the window when logged.
+            metric_sums = metrics if metric_sums is None else jax.tree.map(jax.numpy.add, metric_sums, metrics)
             window_steps += 1
+            timed_steps += 1
             progress.update(1)
+            if timer_start is None:
+                jax.block_until_ready(metrics)
+                timer_start, timed_steps = time.perf_counter(), 0
 
             if step % config.train.log_every == 0 or step == total:
-                values = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                values = {name: float(value) / window_steps for name, value in jax.device_get(metric_sums).items()}
                 _check_finite(values, step)
-                elapsed = time.perf_counter() - window_start
-                last_record = {"step": step, **values, "images_per_sec": window_steps * images_per_step / elapsed}
-                window_start, window_steps = time.perf_counter(), 0
+                last_record = {"step": step, **values}
+                if timed_steps:
+                    elapsed = time.perf_counter() - timer_start
+                    last_record["images_per_sec"] = timed_steps * images_per_step / elapsed
+                    timer_start, timed_steps = time.perf_counter(), 0
+                metric_sums, window_steps = None, 0
                 progress.set_postfix(
                     d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
-                    img_s=f"{last_record['images_per_sec']:.0f}",
+                    img_s=f"{last_record.get('images_per_sec', 0):.0f}",
                 )
                 if is_chief:
                     _append_metrics(metrics_path, last_record)
 
-            if is_chief and (step % config.train.sample_every == 0 or step == total):
+            if step % config.train.sample_every == 0 or step == total:
+                # Every process runs the (replicated) computation; process 0 writes the file.
                 images = jax.device_get(generate_images(state, grid_noise, grid_labels))
-                path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
-                visualize.save_image_grid(images, train_set.num_classes, path)
+                if is_chief:
+                    path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+                    visualize.save_image_grid(images, train_set.num_classes, path)
 
             if step % config.train.checkpoint_every == 0 or step == total:
                 checkpoint.save(manager, step, state, meta)

@@ -39,6 +39,8 @@ def test_training_writes_metrics_samples_and_checkpoints(tiny_config, tmp_path):
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert last["step"] == 4 and np.isfinite(last["d_loss"]) and last["images_per_sec"] > 0
+    assert "images_per_sec" not in records[0]  # step 1 is compilation, not throughput
+    assert train_and_evaluate(tiny_config, workdir) == last  # a finished run reports its last record
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["step_000002.png", "step_000004.png"]
     assert checkpoint.latest_step(workdir) == 4
     _, meta = checkpoint.restore_meta(workdir)
