@@ -101,3 +101,63 @@ def create_gan_state(
         discriminator=discriminator_state,
         generator_ema=jax.tree.map(jnp.copy, generator_state.params),
     )
+
+
+CLASSIFIER_OPTIMIZERS = ("adam", "sgd")
+
+
+def classifier_optimizer(
+    kind: str,
+    learning_rate: float,
+    total_steps: int | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
+    """Adam, or SGD with Nesterov momentum, for a classifier.
+
+    With `total_steps` the learning rate follows a cosine decay to zero over that many
+    steps (Loshchilov & Hutter 2017, SGDR, without restarts); otherwise it is constant.
+    Weight decay (decoupled for Adam, i.e. AdamW; added to the gradient for SGD) applies to
+    kernels only, not to biases or norm scales.
+    """
+    if kind not in CLASSIFIER_OPTIMIZERS:
+        raise ValueError(f"Classifier optimizer {kind!r} is unknown; choose one of {CLASSIFIER_OPTIMIZERS}.")
+    if learning_rate < 0 or (total_steps is not None and total_steps <= 0):
+        raise ValueError(
+            f"Classifier learning_rate={learning_rate} must be >= 0 and total_steps={total_steps} positive or None."
+        )
+    schedule = optax.cosine_decay_schedule(learning_rate, total_steps) if total_steps else learning_rate
+
+    def kernels_only(params):
+        return jax.tree.map(lambda p: p.ndim > 1, params)
+
+    if kind == "adam":
+        if weight_decay:
+            return optax.adamw(schedule, weight_decay=weight_decay, mask=kernels_only)
+        return optax.adam(schedule)
+    sgd = optax.sgd(schedule, momentum=momentum, nesterov=True)
+    if weight_decay:
+        # Classic SGD weight decay: wd * params added to the gradient before momentum.
+        return optax.chain(optax.add_decayed_weights(weight_decay, mask=kernels_only), sgd)
+    return sgd
+
+
+def create_classifier_state(
+    module: nn.Module,
+    learning_rate: float,
+    key: jax.Array,
+    image_shape: tuple[int, int, int],
+    *,
+    optimizer: str = "adam",
+    total_steps: int | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> ModelState:
+    """A freshly initialised classifier ModelState for images [H, W, C]; deterministic in `key`.
+
+    `module(images, train)` maps images [B, H, W, C] to logits [B, K] (e.g. SmallCNN, ResNet).
+    See `classifier_optimizer` for the optimizer arguments.
+    """
+    tx = classifier_optimizer(optimizer, learning_rate, total_steps, momentum, weight_decay)
+    images = jnp.zeros((2, *image_shape), jnp.float32)
+    return create_model_state(module, tx, key, images, train=False)

@@ -117,3 +117,30 @@ def make_gan_train_step(
         return state, {**metrics, **g_metrics}
 
     return train_step
+
+
+def classifier_train_step(state: ModelState, batch: Batch, key: jax.Array) -> tuple[ModelState, Metrics]:
+    """One optimizer step on the (optionally weighted) softmax cross-entropy.
+
+    batch: images [B, H, W, C] float32 in [-1, 1], labels [B] int32, and optionally
+    weights [B] float32 (per-example loss weights, e.g. class-balanced).
+    key: the dropout rng for this step.
+    BatchNorm statistics (if any) are updated from the batch.
+    """
+
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        logits, mutated = state.apply_fn(
+            variables, batch["images"], train=True, mutable=["batch_stats"], rngs={"dropout": key}
+        )
+        loss = losses.cross_entropy(logits, batch["labels"], batch.get("weights"))
+        return loss, (logits, mutated.get("batch_stats", {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), {"loss": loss, "accuracy": accuracy}
+
+
+def classifier_eval_step(state: ModelState, images: jnp.ndarray) -> jnp.ndarray:
+    """Inference-mode logits [B, K] for images [B, H, W, C] float32 in [-1, 1] (running BatchNorm statistics)."""
+    return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)

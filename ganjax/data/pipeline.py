@@ -38,8 +38,7 @@ def load_train_and_test(data_config, workdir: str | os.PathLike | None = None) -
         source: see `ganjax.data.sources`.
         image_size: square side to resize to; 0 or None keeps the native size.
         subset: "none" | "long_tail" | "cut_class" | "few_label".
-        imbalance_ratio: for long_tail (> 1); optional long_tail_profile "exp"
-            (default) or "step".
+        imbalance_ratio, long_tail_profile ("exp" or "step"): for long_tail.
         cut_class, cut_fraction: for cut_class.
         labels_per_class: for few_label.
         seed: seed of the subset and of a carved test split.

@@ -1,6 +1,17 @@
 """Flax modules only: generator, discriminator, classifier and shared layers."""
 
+from ganjax.models.classifier import PreActBlock, ResNet, SmallCNN
 from ganjax.models.gan import Discriminator, Generator
 from ganjax.models.layers import Downsample, Upsample, depth_to_space, space_to_depth
 
-__all__ = ["Discriminator", "Generator", "Downsample", "Upsample", "depth_to_space", "space_to_depth"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "PreActBlock",
+    "ResNet",
+    "SmallCNN",
+    "Downsample",
+    "Upsample",
+    "depth_to_space",
+    "space_to_depth",
+]
