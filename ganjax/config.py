@@ -11,6 +11,7 @@ import difflib
 import ml_collections
 
 from ganjax.losses import GAN_LOSSES
+from ganjax.recognition import FILTERS, GAN_MODES, REWEIGHTS, STRATEGIES
 
 SUBSETS = ("none", "long_tail", "cut_class", "few_label")
 CHOICES = {
@@ -20,6 +21,13 @@ CHOICES = {
     "model.downsample": ("subpixel", "strided"),
     "model.generator_norm": ("batch", "group", "none"),
     "gan.loss": GAN_LOSSES,
+    "classifier.model": ("cnn", "resnet"),
+    "classifier.norm": ("batch", "group", "none"),
+    "classifier.optimizer": ("adam", "sgd"),
+    "experiment.gan_mode": GAN_MODES,
+    "experiment.reweight": REWEIGHTS,
+    "experiment.augment_padding": ("reflect", "constant"),
+    "experiment.filter": FILTERS,
 }
 
 
@@ -70,10 +78,54 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
     config.train.samples_per_class = 10
 
+    # Live sample-quality monitoring while training (ganjax.live); off by default because
+    # it needs a domain classifier (trained and cached on first use: a few CPU minutes).
+    config.eval = ml_collections.ConfigDict()
+    config.eval.live_every = 0  # steps between live checks; 0 turns live monitoring off
+    config.eval.live_num_samples = 500  # generated images per check, balanced over classes
+    config.eval.live_classifier = ""  # domain classifier dir; "" = ganjax's cache (trained if missing)
+    config.eval.live_classifier_steps = 1500
+    config.eval.live_coverage_drop = 0.2  # alarm when class coverage falls this far below its best
+    config.eval.live_kl_jump = 0.5  # alarm when the class KL (nats) rises this far above its best
+    config.eval.live_stop_on_alarm = False  # stop training (after a checkpoint) on an alarm
+    config.eval.keep_best = True  # keep the checkpoint with the lowest live FID in workdir/best
+
     config.parallel = ml_collections.ConfigDict()
     config.parallel.coordinator_address = ""  # "host:port" starts jax.distributed
     config.parallel.num_processes = 1
     config.parallel.process_id = 0
+
+    # The recognition experiment (ganjax.experiment): one classifier network, budget and
+    # seed set shared by every strategy. The GAN it uses is the one model/gan/optim/train describe.
+    config.classifier = ml_collections.ConfigDict()
+    config.classifier.model = "cnn"  # "cnn" (SmallCNN) or "resnet"
+    config.classifier.width = 16
+    config.classifier.norm = "batch"
+    config.classifier.dropout = 0.0
+    config.classifier.optimizer = "adam"  # cosine-decayed over classifier.steps
+    config.classifier.learning_rate = 3e-3
+    config.classifier.weight_decay = 0.0
+    config.classifier.steps = 1000
+    config.classifier.batch_size = 64  # real + synthetic images per step and seed
+
+    config.experiment = ml_collections.ConfigDict()
+    config.experiment.strategies = ",".join(STRATEGIES)  # comma-separated subset of STRATEGIES
+    config.experiment.num_seeds = 5  # classifier seeds, trained together under jax.vmap
+    config.experiment.gan_mode = "two_stage"  # "two_stage" (GAN, then classifier) or "joint"
+    config.experiment.generator_workdir = ""  # a trained GAN's workdir; "" trains one in WORKDIR/gan
+    config.experiment.validation_fraction = 0.1  # stratified share of the train set held out
+    config.experiment.rare_classes = 3  # rare_class_accuracy covers this many least-frequent classes
+    config.experiment.reweight = "effective_number"  # or "inverse_frequency"
+    config.experiment.reweight_beta = 0.999  # Cui et al. 2019 effective-number beta
+    config.experiment.augment_shift = 2  # pixels of random shift
+    config.experiment.augment_flip = False  # horizontal flips: valid for clothes, not digits
+    config.experiment.augment_padding = "constant"  # "constant" (-1) or "reflect"
+    config.experiment.synthetic_fraction = 0.5  # share of each batch generated; -1: the balancing share
+    config.experiment.filter = "none"  # "none" | "confidence" | "discriminator"
+    config.experiment.filter_threshold = 0.5  # confidence filter: min p(label | synthetic image)
+    config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
+    config.experiment.ece_bins = 15
+    config.experiment.eval_batch_size = 500
     return config
 
 
@@ -183,6 +235,11 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     for name in positive:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    if given["eval.live_every"] < 0:
+        raise ValueError(f"Config key 'eval.live_every' must be >= 0 (0 = off), got {given['eval.live_every']}.")
+    for name in ("eval.live_num_samples", "eval.live_classifier_steps"):
+        if given[name] < 2:
+            raise ValueError(f"Config key {name!r} must be at least 2, got {given[name]}.")
     if not 0.0 <= given["gan.ema_decay"] < 1.0:
         raise ValueError(f"Config key 'gan.ema_decay' must be in [0, 1), got {given['gan.ema_decay']}.")
     if given["data.subset"] == "long_tail" and given["data.imbalance_ratio"] <= 1:
@@ -190,4 +247,46 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             f"Config key 'data.imbalance_ratio' must be > 1 for a long-tailed subset, "
             f"got {given['data.imbalance_ratio']}."
         )
+    _validate_recognition(given)
     return config
+
+
+def _validate_recognition(given: dict) -> None:
+    """Checks of the classifier and experiment sections (see ganjax.experiment)."""
+    for name in ["classifier.width", "classifier.steps", "classifier.batch_size", "experiment.num_seeds",
+                 "experiment.rare_classes", "experiment.ece_bins", "experiment.eval_batch_size"]:
+        if given[name] <= 0:
+            raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    strategies = [name.strip() for name in given["experiment.strategies"].split(",") if name.strip()]
+    if not strategies:
+        raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {STRATEGIES}.")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise ValueError(
+                f"Config key 'experiment.strategies' holds unknown strategy {name!r}; "
+                f"choose from {STRATEGIES} (comma-separated)."
+            )
+    if not 0.0 <= given["classifier.dropout"] < 1.0:
+        raise ValueError(f"Config key 'classifier.dropout' must be in [0, 1), got {given['classifier.dropout']}.")
+    if given["classifier.learning_rate"] <= 0:
+        raise ValueError(f"Config key 'classifier.learning_rate' must be positive, got {given['classifier.learning_rate']}.")
+    if not 0.0 < given["experiment.validation_fraction"] < 1.0:
+        raise ValueError(
+            f"Config key 'experiment.validation_fraction' must be in (0, 1), got {given['experiment.validation_fraction']}."
+        )
+    if not 0.0 < given["experiment.reweight_beta"] < 1.0:
+        raise ValueError(f"Config key 'experiment.reweight_beta' must be in (0, 1), got {given['experiment.reweight_beta']}.")
+    if given["experiment.augment_shift"] < 0:
+        raise ValueError(f"Config key 'experiment.augment_shift' must be >= 0, got {given['experiment.augment_shift']}.")
+    fraction = given["experiment.synthetic_fraction"]
+    if fraction != -1 and not 0.0 < fraction < 1.0:
+        raise ValueError(
+            f"Config key 'experiment.synthetic_fraction' must be in (0, 1), or -1 for the share that balances "
+            f"the classes; got {fraction}."
+        )
+    if not 0.0 <= given["experiment.filter_threshold"] <= 1.0:
+        raise ValueError(f"Config key 'experiment.filter_threshold' must be in [0, 1], got {given['experiment.filter_threshold']}.")
+    if not 0.0 < given["experiment.filter_keep_fraction"] <= 1.0:
+        raise ValueError(
+            f"Config key 'experiment.filter_keep_fraction' must be in (0, 1], got {given['experiment.filter_keep_fraction']}."
+        )

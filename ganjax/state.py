@@ -161,3 +161,30 @@ def create_classifier_state(
     tx = classifier_optimizer(optimizer, learning_rate, total_steps, momentum, weight_decay)
     images = jnp.zeros((2, *image_shape), jnp.float32)
     return create_model_state(module, tx, key, images, train=False)
+
+
+@struct.dataclass
+class GeneratorSource:
+    """What a classifier step needs to make synthetic images (and score them) inside jit.
+
+    generator_params / generator_batch_stats: the generator's weights (usually its EMA) and
+    running BatchNorm statistics; discriminator_params: for filtering by discriminator score.
+    The apply functions are static (part of the compiled program, not its inputs).
+    """
+
+    generator_params: Any
+    generator_batch_stats: Any
+    discriminator_params: Any
+    generator_apply: Any = struct.field(pytree_node=False)
+    discriminator_apply: Any = struct.field(pytree_node=False)
+
+
+def generator_source(state: GANState, use_ema: bool = True) -> GeneratorSource:
+    """The GeneratorSource of a GANState: its EMA generator (or its raw params) and its discriminator."""
+    return GeneratorSource(
+        generator_params=state.generator_ema if use_ema else state.generator.params,
+        generator_batch_stats=state.generator.batch_stats,
+        discriminator_params=state.discriminator.params,
+        generator_apply=state.generator.apply_fn,
+        discriminator_apply=state.discriminator.apply_fn,
+    )

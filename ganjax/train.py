@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from ganjax import checkpoint, data, parallel, visualize
+from ganjax import checkpoint, data, live, parallel, visualize
 from ganjax.config import validate_config
 from ganjax.sample import class_grid_labels, generate_images
 from ganjax.state import GANState, create_gan_state
@@ -115,6 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if is_chief:
         _truncate_metrics(metrics_path, start_step)
     manager = checkpoint.make_manager(workdir, max_to_keep=config.train.keep_checkpoints)
+    monitor = live.make_monitor(config, workdir, meta)  # None unless config.eval.live_every > 0
     total = config.train.steps
     images_per_step = config.train.batch_size * n_critic
     last_record = _last_record(metrics_path, start_step)
@@ -158,43 +159,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
                     visualize.save_image_grid(images, train_set.num_classes, path)
 
-            if step % config.train.checkpoint_every == 0 or step == total:
+            stop = False
+            if monitor is not None and step % config.eval.live_every == 0:
+                live_record, stop = monitor(step, state)
+                if is_chief:
+                    _append_metrics(metrics_path, live_record)
+
+            if step % config.train.checkpoint_every == 0 or step == total or stop:
                 checkpoint.save(manager, step, state, meta)
+            if stop:
+                break
     finally:
+        if monitor is not None:
+            monitor.close()
         manager.wait_until_finished()
         manager.close()
         progress.close()
     return last_record
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
-    logging.getLogger("ganjax").setLevel(logging.INFO)
-    try:
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        # Bad input is reported as one line, not a deep JAX traceback.
-        raise SystemExit(f"ganjax.train: error: {error}") from None
-
-
 if __name__ == "__main__":
-    import sys
+    from ganjax.cli import run_config_program
 
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    from ganjax.config import check_override_flags
-
-    try:
-        check_override_flags(sys.argv[1:])
-    except ValueError as error:
-        raise SystemExit(f"ganjax.train: error: {error}") from None
-
-    FLAGS = flags.FLAGS
-    config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py).", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    run_config_program("train", train_and_evaluate, "Directory for checkpoints, metrics and samples.")

@@ -1,0 +1,56 @@
+"""The one command-line shape of ganjax's config-driven programs (train, experiment):
+
+    python -m ganjax.PROGRAM --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
+
+Bad input (an unknown key, a missing dataset, a mismatched checkpoint) ends in one line
+naming the problem, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+import ml_collections
+
+from ganjax.config import check_override_flags
+
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+
+
+def run_config_program(
+    program: str,
+    run: Callable[[ml_collections.ConfigDict, str], Any],
+    workdir_help: str,
+    report: Callable[[Any, str], None] | None = None,
+) -> None:
+    """Parses --config/--workdir with absl + ml_collections, then calls `run(config, workdir)`
+    and `report(result, workdir)`."""
+    from absl import app, flags
+    from absl import logging as absl_logging
+    from ml_collections import config_flags
+
+    try:
+        check_override_flags(sys.argv[1:])
+    except ValueError as error:
+        raise SystemExit(f"ganjax.{program}: error: {error}") from None
+
+    config_flag = config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file (configs/NAME.py).", lock_config=True
+    )
+    workdir_flag = flags.DEFINE_string("workdir", None, workdir_help)
+    flags.mark_flags_as_required(["config", "workdir"])
+
+    def main(argv: list[str]) -> None:
+        del argv
+        absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
+        logging.getLogger("ganjax").setLevel(logging.INFO)
+        try:
+            result = run(config_flag.value, workdir_flag.value)
+        except USER_ERRORS as error:
+            raise SystemExit(f"ganjax.{program}: error: {error}") from None
+        if report is not None:
+            report(result, workdir_flag.value)
+
+    app.run(main)

