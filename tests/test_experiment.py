@@ -84,7 +84,7 @@ def test_a_class_with_zero_images_raises(tmp_path):
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
-    from tests.conftest import run_python
+    from conftest import run_python
 
     code = (
         "import sys; from ganjax.experiment import *; import runpy; sys.argv=['x','--config','configs/digits_lt.py',"
