@@ -77,6 +77,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 3
     config.train.samples_per_class = 10
+    # GAN batches drawn class-balanced (a class uniformly, then one of its images) rather than
+    # epoch-shuffled: on long-tailed data D and G then see the tail classes as often as the head.
+    config.train.class_balanced = False
 
     # Live sample-quality monitoring while training (ganjax.live); off by default because
     # it needs a domain classifier (trained and cached on first use: a few CPU minutes).

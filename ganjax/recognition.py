@@ -107,23 +107,6 @@ def class_balanced_weights(counts: np.ndarray, kind: str = "effective_number", b
     return (weights / weights.mean()).astype(np.float32)
 
 
-def balanced_sample_indices(labels: np.ndarray, num_classes: int, batch_size: int, step: int, seed: int) -> np.ndarray:
-    """Class-balanced sample: each of `batch_size` slots picks a class uniformly, then one of its
-    examples uniformly (with replacement). Deterministic in (seed, step).
-
-    Returns:
-      [batch_size] int64 indices into `labels`.
-    """
-    labels = np.asarray(labels)
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels, minlength=num_classes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rng = np.random.default_rng([int(seed), int(step)])
-    classes = rng.integers(0, num_classes, batch_size)
-    offsets = np.floor(rng.random(batch_size) * counts[classes]).astype(np.int64)
-    return order[starts[classes] + offsets].astype(np.int64)
-
-
 def balancing_synthetic_fraction(counts: np.ndarray) -> float:
     """Share of synthetic images that tops every class up to the largest: (K n_max - N) / (K n_max)."""
     counts = np.asarray(counts, np.float64)
@@ -228,7 +211,7 @@ class RealBatches:
 
     def indices(self, seed: int, step: int) -> np.ndarray:
         if self.strategy.sampling == "class_balanced":
-            return balanced_sample_indices(
+            return data.balanced_sample_indices(
                 self.train_set.labels, self.train_set.num_classes, self.num_real, step, seed
             )
         return data.batch_indices(len(self.train_set), self.num_real, step, seed)
@@ -411,7 +394,9 @@ def train_joint(
     n_critic = config.gan.n_critic
 
     def make_batch(step: int) -> dict:
-        gan_batch = data.stacked_batch_at(train_set, config.train.batch_size, step, config.data.seed, (n_critic,))
+        gan_batch = data.stacked_batch_at(
+            train_set, config.train.batch_size, step, config.data.seed, (n_critic,), config.train.class_balanced
+        )
         return {"gan": gan_batch, "classifier": make_real(step)}
 
     step_key = jax.random.fold_in(jax.random.fold_in(gan_root, 1), CLASSIFIER_STREAM)

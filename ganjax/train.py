@@ -104,6 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         seed=config.data.seed,
         start_step=start_step,
         leading_shape=(n_critic,),
+        class_balanced=config.train.class_balanced,
     )
     step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
     grid_labels = class_grid_labels(train_set.num_classes, config.train.samples_per_class)

@@ -28,14 +28,14 @@ def test_reweight_weights_on_known_counts():
 
 def test_oversample_gives_near_uniform_classes_deterministically():
     labels = np.repeat(np.arange(5), [500, 200, 50, 10, 2]).astype(np.int32)
-    drawn = np.concatenate([recognition.balanced_sample_indices(labels, 5, 64, step, 3) for step in range(300)])
+    drawn = np.concatenate([data.balanced_sample_indices(labels, 5, 64, step, 3) for step in range(300)])
     frequencies = np.bincount(labels[drawn], minlength=5) / drawn.size
     np.testing.assert_allclose(frequencies, 0.2, atol=0.015)
     np.testing.assert_array_equal(
-        recognition.balanced_sample_indices(labels, 5, 64, 7, 3), recognition.balanced_sample_indices(labels, 5, 64, 7, 3)
+        data.balanced_sample_indices(labels, 5, 64, 7, 3), data.balanced_sample_indices(labels, 5, 64, 7, 3)
     )
     assert not np.array_equal(
-        recognition.balanced_sample_indices(labels, 5, 64, 7, 3), recognition.balanced_sample_indices(labels, 5, 64, 8, 3)
+        data.balanced_sample_indices(labels, 5, 64, 7, 3), data.balanced_sample_indices(labels, 5, 64, 8, 3)
     )
 
 

@@ -3,6 +3,7 @@
 from ganjax.data.batching import (
     PREFETCH_BATCHES,
     BatchIterator,
+    balanced_sample_indices,
     batch_at,
     batch_indices,
     iterate_batches,
@@ -50,6 +51,7 @@ __all__ = [
     "SOURCE_FORMS",
     "SUBSETS",
     "SUBSET_INDICES_FILE",
+    "balanced_sample_indices",
     "batch_at",
     "batch_indices",
     "check_labels",

@@ -46,6 +46,23 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
     return permutation[start : start + batch_size].astype(np.int64)
 
 
+def balanced_sample_indices(labels: np.ndarray, num_classes: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """Class-balanced sample: each of `batch_size` slots picks a class uniformly, then one of its
+    examples uniformly (with replacement). Deterministic in (seed, step).
+
+    Returns:
+      [batch_size] int64 indices into `labels`.
+    """
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=num_classes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rng = np.random.default_rng([int(seed), int(step)])
+    classes = rng.integers(0, num_classes, batch_size)
+    offsets = np.floor(rng.random(batch_size) * counts[classes]).astype(np.int64)
+    return order[starts[classes] + offsets].astype(np.int64)
+
+
 def to_model_range(images: np.ndarray) -> np.ndarray:
     """uint8 images in [0, 255] -> float32 in [-1, 1] (x / 127.5 - 1), any shape."""
     images = np.asarray(images)
@@ -71,14 +88,20 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def batch_at(dataset: Dataset, batch_size: int, step: int, seed: int) -> dict[str, np.ndarray]:
-    """Global batch number `step` of `dataset`.
+def batch_at(
+    dataset: Dataset, batch_size: int, step: int, seed: int, class_balanced: bool = False
+) -> dict[str, np.ndarray]:
+    """Global batch number `step` of `dataset`: epoch-wise shuffled, or with `class_balanced`
+    drawn by `balanced_sample_indices` (for long-tailed data).
 
     Returns:
         images: [batch_size, height, width, channels] float32 in [-1, 1].
         labels: [batch_size] int32.
     """
-    indices = batch_indices(len(dataset), batch_size, step, seed)
+    if class_balanced:
+        indices = balanced_sample_indices(dataset.labels, dataset.num_classes, batch_size, step, seed)
+    else:
+        indices = batch_indices(len(dataset), batch_size, step, seed)
     return {
         "images": to_model_range(dataset.images[indices]),
         "labels": dataset.labels[indices],
@@ -91,6 +114,7 @@ def stacked_batch_at(
     step: int,
     seed: int,
     leading_shape: tuple[int, ...] = (),
+    class_balanced: bool = False,
 ) -> dict[str, np.ndarray]:
     """Item number `step` of `iterate_batches`: prod(leading_shape) global batches.
 
@@ -103,11 +127,11 @@ def stacked_batch_at(
     """
     leading_shape = tuple(int(d) for d in leading_shape)
     if not leading_shape:
-        return batch_at(dataset, batch_size, step, seed)
+        return batch_at(dataset, batch_size, step, seed, class_balanced)
     if any(d <= 0 for d in leading_shape):
         raise ValueError(f"leading_shape must hold positive sizes, got {leading_shape}.")
     count = math.prod(leading_shape)
-    batches = [batch_at(dataset, batch_size, step * count + i, seed) for i in range(count)]
+    batches = [batch_at(dataset, batch_size, step * count + i, seed, class_balanced) for i in range(count)]
     return {
         key: np.stack([b[key] for b in batches]).reshape(leading_shape + batches[0][key].shape)
         for key in ("images", "labels")
@@ -170,6 +194,7 @@ def iterate_batches(
     seed: int,
     start_step: int = 0,
     leading_shape: tuple[int, ...] = (),
+    class_balanced: bool = False,
 ) -> BatchIterator:
     """Yields `stacked_batch_at(dataset, batch_size, s, seed, leading_shape)` for s >= start_step.
 
@@ -182,7 +207,7 @@ def iterate_batches(
         raise ValueError(f"start_step must be >= 0, got {start_step}.")
 
     def make_item(step: int) -> dict[str, np.ndarray]:
-        return stacked_batch_at(dataset, batch_size, step, seed, leading_shape)
+        return stacked_batch_at(dataset, batch_size, step, seed, leading_shape, class_balanced)
 
     return BatchIterator(make_item, start_step)
 

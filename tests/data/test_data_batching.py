@@ -165,3 +165,15 @@ def test_process_slice_errors():
         process_slice(np.zeros(6), 0, 4)
     with pytest.raises(ValueError, match=r"process_index=2 must be in \[0, process_count=2\)"):
         process_slice(np.zeros(6), 2, 2)
+
+
+def test_class_balanced_batches_draw_every_class_equally_often():
+    labels = np.repeat(np.arange(3), [90, 9, 1]).astype(np.int32)
+    images = np.zeros((100, 4, 4, 1), np.uint8)
+    dataset = Dataset(images=images, labels=labels, class_names=("a", "b", "c"))
+    with iterate_batches(dataset, 30, seed=1, leading_shape=(2,), class_balanced=True) as batches:
+        drawn = np.concatenate([next(batches)["labels"].ravel() for _ in range(50)])
+    frequencies = np.bincount(drawn, minlength=3) / drawn.size
+    np.testing.assert_allclose(frequencies, 1 / 3, atol=0.03)
+    uniform = batch_at(dataset, 30, 0, 1)["labels"]
+    assert np.mean(uniform == 0) > 0.6  # the default stays epoch-shuffled (mostly the head class)
