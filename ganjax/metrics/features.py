@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from ganjax import classify, data
 
@@ -77,7 +78,9 @@ class FeatureExtractor:
                 "generate or load images of the size it was built for."
             )
         features, logits = [], []
-        for start in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        # A bar only for long extractions (e.g. 10k images through InceptionV3 on a CPU).
+        for start in tqdm(starts, desc=f"{self.name} features", unit="batch", disable=len(starts) < 20, leave=False):
             chunk = images[start : start + batch_size].astype(np.float32)
             padding = batch_size - len(chunk)
             if padding:
