@@ -1,7 +1,7 @@
 """Times ganjax's GAN and classifier train steps against PyTorch eager, interleaved in one run.
 
     python benchmarks/train_step.py [--config configs/fashion_mnist.py] [--batch-sizes 64,256]
-        [--repeats 7] [--steps 20] [--channels-last auto|on|off] [--smoke]
+        [--repeats 7] [--steps 20] [--channels-last auto|on|off] [--torch-threads N] [--smoke]
 
 Per batch size it times, round-robin (A, B, C, D, E, A, B, ...) so all see the same load:
   A  ganjax's GAN step: the jitted, donated, sharded step the training loop runs;
@@ -16,6 +16,10 @@ ms/step (median and min-max over repeats of --steps steps, after warm-up) and im
 achieves (XLA's cost analysis) against the measured f32 matmul ceiling; and last
 `ratio_same_arch=R1 ratio_convtranspose=R2`: ganjax images/s over PyTorch images/s at batch
 64 (the first batch size if 64 is not timed). torch is a benchmark-only dependency.
+
+Run it on a quiet machine. Under load (more runnable threads than cores) torch's OpenMP
+threads spin at every barrier while their partner is descheduled, which made a PyTorch step
+about 10x slower here; `OMP_WAIT_POLICY=PASSIVE` (set before the run) avoids that.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +45,7 @@ from ganjax.state import create_classifier_state, create_gan_state
 from ganjax.steps import classifier_train_step, make_gan_train_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_reference  # noqa: E402
+import torch_reference
 
 RATIO_BATCH = 64
 WARMUP_STEPS = 3
@@ -227,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repetition")
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                         help="PyTorch memory format; auto keeps the faster of NCHW and channels_last")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     parser.add_argument("--smoke", action="store_true", help="batch 8, 1 repeat of 2 steps: checks the script runs")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -237,28 +242,29 @@ def main(argv: list[str] | None = None) -> None:
                          "must be positive.")
     config = load_config(args.config)
     check_reference_matches(config)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.torch_threads)
     train_set, _ = data.load_train_and_test(config.data)
     image_shape, num_classes = train_set.image_shape, train_set.num_classes
     model = config.model
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
           f"(devices {jax.devices()}), torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r}, load average {os.getloadavg()[0]:.1f}")
     print(f"config: {args.config}: images {image_shape}, {num_classes} classes, G width {model.generator_width}, "
           f"D width {model.discriminator_width}, noise {model.noise_dim}, loss {config.gan.loss}; "
           f"repeats {args.repeats} x {args.steps} steps after {WARMUP_STEPS} warm-up steps")
     height = image_shape[0]
-    same_generator = lambda: torch_reference.Generator(  # noqa: E731
+    same_generator = lambda: torch_reference.Generator(
         num_classes, height, image_shape[2], model.generator_width, model.embed_dim, model.noise_dim)
-    same_discriminator = lambda: torch_reference.Discriminator(  # noqa: E731
+    same_discriminator = lambda: torch_reference.Discriminator(
         num_classes, height, image_shape[2], model.discriminator_width)
-    classic_generator = lambda: torch_reference.ClassicGenerator(  # noqa: E731
+    classic_generator = lambda: torch_reference.ClassicGenerator(
         num_classes, height, image_shape[2], model.discriminator_width, model.embed_dim, model.noise_dim)
-    classic_discriminator = lambda: torch_reference.ClassicDiscriminator(  # noqa: E731
+    classic_discriminator = lambda: torch_reference.ClassicDiscriminator(
         num_classes, height, image_shape[2], model.discriminator_width)
     make_same = torch_gan_step(config, same_generator, same_discriminator)
     make_classic = torch_gan_step(config, classic_generator, classic_discriminator)
-    make_classifier = lambda channels_last: torch_reference.ClassifierStep(  # noqa: E731
+    make_classifier = lambda channels_last: torch_reference.ClassifierStep(
         torch_reference.SmallCNN(num_classes, height, image_shape[2], config.classifier.width),
         config.classifier.learning_rate, channels_last=channels_last)
 
