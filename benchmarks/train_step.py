@@ -94,19 +94,11 @@ def cost_flops(compiled) -> float:
     return float(sum(entry.get("flops", 0.0) for entry in analyses if entry))
 
 
-def ganjax_gan(config, batch_size: int, image_shape, num_classes: int) -> tuple[Timed, Callable[[], float]]:
-    """Timed A, and a function returning its FLOPs per step from XLA's cost analysis."""
-    config.train.batch_size = batch_size
-    mesh = parallel.make_mesh()
-    parallel.check_batch_size(batch_size, mesh)
-    train_step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
-    holder = {"state": parallel.replicate(create_gan_state(config, num_classes, image_shape, jax.random.key(0)), mesh)}
-    rng = np.random.default_rng(0)
-    batch = parallel.shard_batch({
-        "images": rng.uniform(-1, 1, (config.gan.n_critic, batch_size, *image_shape)).astype(np.float32),
-        "labels": rng.integers(0, num_classes, (config.gan.n_critic, batch_size)).astype(np.int32),
-    }, mesh, batch_axis=1)
-    step_key = jax.random.key(1)
+def _timed_jax_step(name: str, train_step, state, batch, images_per_step: int, seed: int) -> tuple[Timed, dict]:
+    """Runs the first (compiling) step and returns Timed(name, ...) plus the holder of the
+    donated state, so that later calls continue from it."""
+    holder = {"state": state}
+    step_key = jax.random.key(seed)
     counter = iter(range(10**9))
 
     def run(steps: int) -> None:
@@ -117,8 +109,28 @@ def ganjax_gan(config, batch_size: int, image_shape, num_classes: int) -> tuple[
 
     start = time.perf_counter()
     run(1)
-    timed = Timed("A ganjax GAN step (jit)", batch_size * config.gan.n_critic, run, time.perf_counter() - start)
-    return timed, lambda: cost_flops(train_step.lower(holder["state"], batch, step_key).compile())
+    return Timed(name, images_per_step, run, time.perf_counter() - start), holder
+
+
+def _random_batch(rng, leading: tuple[int, ...], image_shape, num_classes: int) -> dict[str, np.ndarray]:
+    return {
+        "images": rng.uniform(-1, 1, (*leading, *image_shape)).astype(np.float32),
+        "labels": rng.integers(0, num_classes, leading).astype(np.int32),
+    }
+
+
+def ganjax_gan(config, batch_size: int, image_shape, num_classes: int) -> tuple[Timed, Callable[[], float]]:
+    """Timed A, and a function returning its FLOPs per step from XLA's cost analysis."""
+    config.train.batch_size = batch_size
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(batch_size, mesh)
+    train_step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
+    state = parallel.replicate(create_gan_state(config, num_classes, image_shape, jax.random.key(0)), mesh)
+    host_batch = _random_batch(np.random.default_rng(0), (config.gan.n_critic, batch_size), image_shape, num_classes)
+    batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
+    timed, holder = _timed_jax_step("A ganjax GAN step (jit)", train_step, state, batch,
+                                    batch_size * config.gan.n_critic, seed=1)
+    return timed, lambda: cost_flops(train_step.lower(holder["state"], batch, jax.random.key(1)).compile())
 
 
 def ganjax_classifier(config, batch_size: int, image_shape, num_classes: int) -> Timed:
@@ -126,26 +138,11 @@ def ganjax_classifier(config, batch_size: int, image_shape, num_classes: int) ->
     module = SmallCNN(num_classes=num_classes, width=config.classifier.width)
     state = create_classifier_state(module, config.classifier.learning_rate, jax.random.key(0), image_shape,
                                     total_steps=config.classifier.steps)
-    holder = {"state": parallel.replicate(state, mesh)}
     train_step = parallel.jit_step(classifier_train_step, mesh, batch_axis=0)
-    rng = np.random.default_rng(0)
-    batch = parallel.shard_batch({
-        "images": rng.uniform(-1, 1, (batch_size, *image_shape)).astype(np.float32),
-        "labels": rng.integers(0, num_classes, (batch_size,)).astype(np.int32),
-    }, mesh)
-    step_key = jax.random.key(2)
-    counter = iter(range(10**9))
-
-    def run(steps: int) -> None:
-        metrics = None
-        for _ in range(steps):
-            holder["state"], metrics = train_step(holder["state"], batch, jax.random.fold_in(step_key, next(counter)))
-        jax.block_until_ready(metrics)
-
-    start = time.perf_counter()
-    run(1)
-    return Timed(f"D ganjax SmallCNN w{config.classifier.width} step (jit)", batch_size, run,
-                 time.perf_counter() - start)
+    batch = parallel.shard_batch(_random_batch(np.random.default_rng(0), (batch_size,), image_shape, num_classes), mesh)
+    timed, _ = _timed_jax_step(f"D ganjax SmallCNN w{config.classifier.width} step (jit)", train_step,
+                               parallel.replicate(state, mesh), batch, batch_size, seed=2)
+    return timed
 
 
 def torch_timed(name: str, make_step: Callable[[bool], Callable], batch_size: int, image_shape, num_classes: int,
