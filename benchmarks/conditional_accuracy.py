@@ -73,18 +73,6 @@ def judge_classifier(config, train_set, test_set, steps: int, seed: int, cache: 
     return state, meta, seconds
 
 
-def generate(generator, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Images [N, S, S, C] in [-1, 1] for `labels` [N], in fixed-size chunks (one compile)."""
-    key = jax.random.key(seed)
-    chunks = []
-    for index, start in enumerate(range(0, len(labels), GENERATE_BATCH_SIZE)):
-        chunk = labels[start : start + GENERATE_BATCH_SIZE]
-        padded = np.resize(chunk, GENERATE_BATCH_SIZE)
-        images = generator.sample(jax.random.fold_in(key, index), padded)
-        chunks.append(images[: len(chunk)])
-    return np.concatenate(chunks)
-
-
 def conditional_accuracy(
     workdir: str,
     num: int = 10000,
@@ -118,7 +106,7 @@ def conditional_accuracy(
     if generator.num_classes != num_classes:
         raise ValueError(f"Generator has {generator.num_classes} classes but {config.data.source} has {num_classes}.")
     conditioning_labels = np.repeat(np.arange(num_classes, dtype=np.int32), num // num_classes)
-    samples = generate(generator, conditioning_labels, seed)
+    samples = generator.sample_many(jax.random.key(seed), conditioning_labels, GENERATE_BATCH_SIZE)
     timings["generate_s"] = time.perf_counter() - start
     start = time.perf_counter()
     sample_predictions = classify.predict(state, samples).argmax(axis=-1)

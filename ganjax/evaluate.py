@@ -59,17 +59,6 @@ def balanced_labels(num: int, num_classes: int) -> np.ndarray:
     return (np.arange(num) % num_classes).astype(np.int32)
 
 
-def generate_samples(generator, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Images [N, S, S, C] in [-1, 1] for `labels` [N], in fixed-size chunks (one compile)."""
-    key = jax.random.key(seed)
-    chunks = []
-    for index, start in enumerate(range(0, len(labels), GENERATE_BATCH_SIZE)):
-        chunk = labels[start : start + GENERATE_BATCH_SIZE]
-        images = generator.sample(jax.random.fold_in(key, index), np.resize(chunk, GENERATE_BATCH_SIZE))
-        chunks.append(images[: len(chunk)])
-    return np.concatenate(chunks)
-
-
 def classification_accuracy_score(
     samples: np.ndarray, labels: np.ndarray, train_set: data.Dataset, test_set: data.Dataset, steps: int, seed: int
 ) -> float:
@@ -134,7 +123,7 @@ def evaluate(
     start = time.perf_counter()
     generator = load_generator(workdir, checkpoint_step)
     labels = balanced_labels(num, num_classes)
-    samples = generate_samples(generator, labels, seed)
+    samples = generator.sample_many(jax.random.key(seed), labels, GENERATE_BATCH_SIZE)
     timings["generate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -62,6 +62,17 @@ class TrainedGenerator:
         noise = jax.random.normal(key, (labels.size, self.config.model.noise_dim), jnp.float32)
         return np.asarray(generate_images(self.state, noise, jnp.asarray(labels), self.use_ema))
 
+    def sample_many(self, key: jax.Array, labels: Any, batch_size: int = 500) -> np.ndarray:
+        """`sample` for many labels, in fixed-size chunks (the last padded) so it compiles once;
+        chunk i uses fold_in(key, i). labels: [N] -> images [N, S, S, C] float32 in [-1, 1]."""
+        labels = np.asarray(labels, np.int32).reshape(-1)
+        chunks = []
+        for index, start in enumerate(range(0, len(labels), batch_size)):
+            chunk = labels[start : start + batch_size]
+            images = self.sample(jax.random.fold_in(key, index), np.resize(chunk, batch_size))
+            chunks.append(images[: len(chunk)])
+        return np.concatenate(chunks)
+
 
 def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) -> TrainedGenerator:
     """Restores the generator of checkpoint `step` (default: latest) in `workdir`.

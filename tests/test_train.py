@@ -161,3 +161,20 @@ def test_sigkill_then_same_command_resumes(tmp_path):
     assert checkpoint.latest_step(workdir) == 400
     steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert steps == list(range(1, 401))
+
+
+def test_sample_many_equals_chunked_sample_calls(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, workdir)
+    generator = sample.load_generator(workdir)
+    labels = np.arange(7) % 10
+    key = jax.random.key(3)
+    many = generator.sample_many(key, labels, batch_size=3)
+    assert many.shape == (7, 16, 16, 1)
+    expected = np.concatenate([
+        generator.sample(jax.random.fold_in(key, 0), labels[0:3]),
+        generator.sample(jax.random.fold_in(key, 1), labels[3:6]),
+        generator.sample(jax.random.fold_in(key, 2), np.resize(labels[6:], 3))[:1],
+    ])
+    np.testing.assert_allclose(many, expected, atol=1e-6)
