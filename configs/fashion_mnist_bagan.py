@@ -6,18 +6,13 @@ set makes data loading, not compute, differ; about the same wall time).
     python -m ganjax.experiment --config configs/fashion_mnist_bagan.py --workdir workdirs/fashion_mnist_bagan
 """
 
-from ganjax.config import default_config
+import os
+
+from ganjax.config import load_config
 
 
 def get_config():
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_lt.py")
-    spec = importlib.util.spec_from_file_location("fashion_mnist_lt", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist_lt.py"))
     config.data.subset = "cut_class"
     config.data.cut_class = 0
     config.data.cut_fraction = 0.025

@@ -12,6 +12,7 @@ import ml_collections
 
 from ganjax.losses import GAN_LOSSES
 from ganjax.recognition import FILTERS, GAN_MODES, REWEIGHTS, STRATEGIES
+from ganjax.semi import FEW_LABEL_STRATEGIES, parse_hidden
 
 SUBSETS = ("none", "long_tail", "cut_class", "few_label")
 CHOICES = {
@@ -28,6 +29,7 @@ CHOICES = {
     "experiment.reweight": REWEIGHTS,
     "experiment.augment_padding": ("reflect", "constant"),
     "experiment.filter": FILTERS,
+    "semi.architecture": ("mlp", "conv"),
 }
 
 
@@ -129,6 +131,26 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
     config.experiment.ece_bins = 15
     config.experiment.eval_batch_size = 500
+
+    # Few labels (data.subset="few_label"; ganjax.semi): the networks of Salimans et al. 2016's
+    # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.
+    config.semi = ml_collections.ConfigDict()
+    config.semi.architecture = "mlp"  # "mlp" (the paper's MNIST network) or "conv" (its CIFAR-10 one, smaller)
+    config.semi.hidden = "1000,500,250,250,250"  # mlp: discriminator / classifier hidden widths
+    config.semi.conv_width = 32  # conv: channels of the first stage (then 2x)
+    config.semi.input_dropout = 0.2  # conv: dropout rate on the pixels (0.5 after each stage)
+    config.semi.input_noise = 0.6  # std of Gaussian noise on pixels in [-1, 1] (0.3 on [0, 1] in the paper)
+    config.semi.hidden_noise = 0.5  # std of Gaussian noise after every hidden layer
+    config.semi.weight_norm = True
+    config.semi.noise_dim = 100
+    config.semi.generator_hidden = 500
+    config.semi.steps = 6000
+    config.semi.batch_size = 100  # unlabelled real images (and generated ones) per step
+    config.semi.labelled_batch_size = 100  # labelled images per step, drawn from the labelled subset
+    config.semi.learning_rate = 3e-3  # Adam (b1 from optim.b1), cosine-decayed over semi.steps
+    config.semi.unlabelled_weight = 1.0  # weight of the K+1 GAN's unsupervised loss
+    config.semi.acgan_class_weight = 1.0  # weight of AC-GAN's auxiliary classification losses
+    config.semi.generator_eval_samples = 10000  # AC-GAN samples judged by the domain classifier; 0 skips
     return config
 
 
@@ -251,6 +273,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             f"got {given['data.imbalance_ratio']}."
         )
     _validate_recognition(given)
+    _validate_semi(given)
     return config
 
 
@@ -260,14 +283,22 @@ def _validate_recognition(given: dict) -> None:
                  "experiment.rare_classes", "experiment.ece_bins", "experiment.eval_batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    few_label = given["data.subset"] == "few_label"
+    allowed, other = (FEW_LABEL_STRATEGIES, STRATEGIES) if few_label else (STRATEGIES, FEW_LABEL_STRATEGIES)
     strategies = [name.strip() for name in given["experiment.strategies"].split(",") if name.strip()]
     if not strategies:
-        raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {STRATEGIES}.")
+        raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {allowed}.")
     for name in strategies:
-        if name not in STRATEGIES:
+        if name in other:
+            meant_for = "long-tailed data" if few_label else "few labels (data.subset='few_label')"
+            raise ValueError(
+                f"Strategy {name!r} in 'experiment.strategies' is for {meant_for}, but data.subset is "
+                f"{given['data.subset']!r}; with this subset choose from {allowed}."
+            )
+        if name not in allowed:
             raise ValueError(
                 f"Config key 'experiment.strategies' holds unknown strategy {name!r}; "
-                f"choose from {STRATEGIES} (comma-separated)."
+                f"choose from {allowed} (comma-separated)."
             )
     if not 0.0 <= given["classifier.dropout"] < 1.0:
         raise ValueError(f"Config key 'classifier.dropout' must be in [0, 1), got {given['classifier.dropout']}.")
@@ -292,4 +323,25 @@ def _validate_recognition(given: dict) -> None:
     if not 0.0 < given["experiment.filter_keep_fraction"] <= 1.0:
         raise ValueError(
             f"Config key 'experiment.filter_keep_fraction' must be in (0, 1], got {given['experiment.filter_keep_fraction']}."
+        )
+
+
+def _validate_semi(given: dict) -> None:
+    """Checks of the few-label section (see ganjax.semi)."""
+    for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size", "semi.labelled_batch_size"]:
+        if given[name] <= 0:
+            raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.acgan_class_weight",
+                 "semi.generator_eval_samples"]:
+        if given[name] < 0:
+            raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    if not 0.0 <= given["semi.input_dropout"] < 1.0:
+        raise ValueError(f"Config key 'semi.input_dropout' must be in [0, 1), got {given['semi.input_dropout']}.")
+    if given["semi.learning_rate"] <= 0:
+        raise ValueError(f"Config key 'semi.learning_rate' must be positive, got {given['semi.learning_rate']}.")
+    parse_hidden(given["semi.hidden"])
+    if given["data.subset"] == "few_label" and given["data.labels_per_class"] <= 0:
+        raise ValueError(
+            f"Config key 'data.labels_per_class' must be positive for a few-label subset, got "
+            f"{given['data.labels_per_class']}; a semi-supervised model needs at least one label per class."
         )

@@ -4,6 +4,7 @@
         [--config.experiment.num_seeds=3 ...]
 
 Writes DIR/report.json, DIR/report.md, DIR/confusion_matrix.png and DIR/per_class_recall.png.
+With data.subset="few_label" it runs the few-label strategies instead (see ganjax.semi).
 In two-stage mode the GAN is trained (or resumed, or reused when finished) in DIR/gan by
 `ganjax.train.train_and_evaluate` on the classifier's training part of the long-tailed set.
 From Python: `ganjax.experiment.run_experiment(config, workdir)`.
@@ -91,6 +92,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, progress: bo
     classifier seeds; writes and returns the report (see ganjax.report)."""
     validate_config(config)
     parallel.initialize_distributed(config)
+    if config.data.subset == "few_label":
+        from ganjax.semi import run_few_label_experiment
+
+        return run_few_label_experiment(config, workdir, progress=progress)
     start = time.perf_counter()
     os.makedirs(workdir, exist_ok=True)
     strategies = recognition.parse_strategies(config.experiment.strategies)
@@ -230,7 +235,8 @@ def build_and_write(workdir: str, per_seed: dict, meta: dict, best_confusion: np
 
 
 def _print_report(result, workdir: str) -> None:
-    print(report.markdown_table(result))
+    metrics = tuple(name for name in recognition.METRICS if name in next(iter(result.values())))
+    print(report.markdown_table(result, metrics))
     print(f"wrote {os.path.join(workdir, report.REPORT_JSON)}")
 
 

@@ -69,3 +69,32 @@ def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray
     if weights is None:
         return jnp.mean(per_example)
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
+
+
+def semi_supervised_discriminator_loss(
+    labelled_logits: jnp.ndarray,
+    labels: jnp.ndarray,
+    unlabelled_logits: jnp.ndarray,
+    fake_logits: jnp.ndarray,
+    unlabelled_weight: float = 1.0,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(supervised loss, unsupervised loss) of the K+1 semi-supervised discriminator.
+
+    Salimans et al. 2016, Sec. 5, with the (K+1)th "fake" logit fixed at 0 (their eq. after 5):
+    for class logits l(x) [B, K], D(x) = Z(x) / (Z(x) + 1) with Z(x) = sum_k exp l_k(x), so
+    log D(x) = -softplus(-LSE l(x)) and log(1 - D(x)) = -softplus(LSE l(x)).
+    L_supervised = cross-entropy of the labelled images over the K real classes;
+    L_unsupervised = 1/2 [-log D(x_unlabelled) - log(1 - D(G(z)))] (the 1/2 as in the
+    authors' code), weighted by unlabelled_weight.
+    """
+    supervised = cross_entropy(labelled_logits, labels)
+    real_energy = jax.nn.logsumexp(unlabelled_logits, axis=-1)
+    fake_energy = jax.nn.logsumexp(fake_logits, axis=-1)
+    unsupervised = 0.5 * (jnp.mean(jax.nn.softplus(-real_energy)) + jnp.mean(jax.nn.softplus(fake_energy)))
+    return supervised, unlabelled_weight * unsupervised
+
+
+def feature_matching_loss(real_features: jnp.ndarray, fake_features: jnp.ndarray) -> jnp.ndarray:
+    """Salimans et al. 2016, Sec. 3.1: || E f(x) - E f(G(z)) ||^2 over a batch, as the mean over
+    features of the squared difference of batch means; features [B, F]."""
+    return jnp.mean((jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)) ** 2)

@@ -55,12 +55,14 @@ def summarize(values) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width], "per_seed": values.tolist()}
 
 
-def build_report(per_seed: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    per_seed: dict[str, list[dict[str, Any]]], meta: dict[str, Any], metrics: tuple[str, ...] = METRICS
+) -> dict[str, Any]:
     """report.json's content from {strategy: [seed 0's metrics, seed 1's, ...]}, each a dict with
-    the METRICS as floats and optionally "per_class_recall" [K]."""
+    `metrics` as floats and optionally "per_class_recall" [K]."""
     report: dict[str, Any] = {}
     for strategy, seeds in per_seed.items():
-        entry = {metric: summarize([seed[metric] for seed in seeds]) for metric in METRICS}
+        entry = {metric: summarize([seed[metric] for seed in seeds]) for metric in metrics}
         if all("per_class_recall" in seed for seed in seeds):
             recalls = np.asarray([seed["per_class_recall"] for seed in seeds], np.float64)
             entry["per_class_recall"] = {
@@ -100,7 +102,9 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def write_report(workdir: str, report: dict[str, Any], notes: str = "") -> dict[str, str]:
+def write_report(
+    workdir: str, report: dict[str, Any], notes: str = "", metrics: tuple[str, ...] = METRICS
+) -> dict[str, str]:
     """Writes workdir/report.json and workdir/report.md (the table, then `notes`); returns their paths."""
     os.makedirs(workdir, exist_ok=True)
     json_path = os.path.join(workdir, REPORT_JSON)
@@ -114,7 +118,7 @@ def write_report(workdir: str, report: dict[str, Any], notes: str = "") -> dict[
         "",
         f"Test-set metrics in %, mean ± std over {seeds} classifier seeds (95% t-intervals in report.json).",
         "",
-        markdown_table(report),
+        markdown_table(report, metrics),
         "",
         notes,
     ]

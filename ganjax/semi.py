@@ -1,0 +1,459 @@
+"""Few labels: the semi-supervised K+1 GAN, AC-GAN and the supervised baselines, S seeds at once.
+
+    python -m ganjax.experiment --config configs/fashion_mnist_semi.py --workdir DIR
+
+(`ganjax.experiment` runs this when data.subset is "few_label".) Strategies, all on the same
+network (ganjax.models.semi.NoisyMLPDiscriminator: Salimans et al. 2016's MNIST
+discriminator), the same labelled images, steps and seeds:
+
+  semi_gan            K+1 discriminator + feature-matching generator (Salimans et al. 2016);
+  acgan               AC-GAN (Odena et al. 2017): real/fake head + class head, conditional G;
+  supervised          cross-entropy on the labelled images only;
+  supervised_augment  the same with classic augmentation (shifts, flips where valid).
+
+The classifier is the discriminator's class head. No validation split is carved: with 10
+labels per class one would cost half the labels, so the settings are the paper's and the
+reported accuracy is that of the last step, not a checkpoint picked on test.
+
+Each strategy's per-seed results are saved to DIR/strategies/NAME.json as soon as it finishes;
+a rerun of the same command skips the finished strategies.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ganjax import data, parallel
+from ganjax.augment import Augmentation, check_augmentation
+from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDiscriminator
+from ganjax.state import GANState, ModelState, create_model_state
+
+FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
+GAN_STRATEGIES = ("semi_gan", "acgan")
+FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
+STRATEGY_DIR = "strategies"
+# Few-label seeds draw from their own stream (fold_in 0, 1, 2 are the GAN's in train.py).
+FEW_LABEL_STREAM = 104729
+logger = logging.getLogger("ganjax")
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden widths from "1000,500,250"; raises ValueError naming config key semi.hidden."""
+    try:
+        widths = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(width <= 0 for width in widths):
+        raise ValueError(f"Config key 'semi.hidden' must list positive widths such as '1000,500,250', got {text!r}.")
+    return widths
+
+
+def labelled_indices(workdir: str, train_set: data.Dataset, config) -> np.ndarray:
+    """The labelled images' indices into `train_set` (the full train split), as
+    `data.load_train_and_test` saved them in workdir/subset_indices.json, after checking that
+    every class has at least one labelled image."""
+    path = os.path.join(workdir, data.SUBSET_INDICES_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No labelled-subset file {path}; load the data with data.subset='few_label' and this workdir first "
+            "(ganjax.data.load_train_and_test writes it)."
+        )
+    indices = data.load_indices(path, len(train_set))
+    if len(np.unique(indices)) != len(indices):
+        raise ValueError(f"{path} lists some image twice; each labelled image must appear once. Delete it to redraw.")
+    counts = data.class_counts(train_set.labels[indices], train_set.num_classes)
+    if np.any(counts == 0):
+        missing = [train_set.class_names[c] for c in np.flatnonzero(counts == 0)]
+        raise ValueError(f"{path} labels no image of classes {missing}; every class needs at least one label.")
+    return indices
+
+
+def build_discriminator(config, num_classes: int, adversarial_head: bool):
+    """The classifier / discriminator network of config.semi (architecture "mlp" or "conv")."""
+    s = config.semi
+    if s.architecture == "conv":
+        return NoisyConvDiscriminator(
+            num_classes=num_classes,
+            width=s.conv_width,
+            input_dropout=s.input_dropout,
+            weight_norm=s.weight_norm,
+            adversarial_head=adversarial_head,
+        )
+    return NoisyMLPDiscriminator(
+        num_classes=num_classes,
+        hidden=parse_hidden(s.hidden),
+        input_noise=s.input_noise,
+        hidden_noise=s.hidden_noise,
+        weight_norm=s.weight_norm,
+        adversarial_head=adversarial_head,
+    )
+
+
+def optimizer(config) -> optax.GradientTransformation:
+    """Adam (b1 = optim.b1, Salimans et al.'s 0.5) with the rate cosine-decayed over semi.steps."""
+    schedule = optax.cosine_decay_schedule(config.semi.learning_rate, config.semi.steps)
+    return optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
+
+
+def init_state(strategy: str, config, num_classes: int, image_shape: tuple[int, int, int], key: jax.Array):
+    """One seed's fresh state: a GANState for semi_gan / acgan, the classifier's ModelState otherwise."""
+    discriminator_key, generator_key = jax.random.split(key)
+    discriminator = build_discriminator(config, num_classes, adversarial_head=strategy == "acgan")
+    discriminator_state = create_model_state(
+        discriminator, optimizer(config), discriminator_key, jnp.zeros((2, *image_shape), jnp.float32)
+    )
+    if strategy not in GAN_STRATEGIES:
+        return discriminator_state
+    generator = MLPGenerator(
+        image_shape=tuple(image_shape),
+        num_classes=num_classes if strategy == "acgan" else 0,
+        hidden=config.semi.generator_hidden,
+    )
+    noise = jnp.zeros((2, config.semi.noise_dim), jnp.float32)
+    generator_state = create_model_state(
+        generator, optimizer(config), generator_key, noise, jnp.zeros((2,), jnp.int32), train=False
+    )
+    return GANState(step=jnp.zeros((), jnp.int32), generator=generator_state, discriminator=discriminator_state,
+                    generator_ema=())
+
+
+def step_spec(strategy: str, config):
+    from ganjax.steps import FewLabelSpec
+
+    augmentation = None
+    if strategy == "supervised_augment":
+        e = config.experiment
+        augmentation = check_augmentation(Augmentation(e.augment_shift, e.augment_flip, e.augment_padding))
+    return FewLabelSpec(
+        noise_dim=config.semi.noise_dim,
+        unlabelled_weight=float(config.semi.unlabelled_weight),
+        class_weight=float(config.semi.acgan_class_weight),
+        augmentation=augmentation,
+    )
+
+
+def make_step(strategy: str, spec, num_classes: int) -> Callable:
+    """One seed's pure step (state, batch, key) -> (state, metrics) for `strategy`."""
+    from ganjax import steps
+
+    if strategy == "semi_gan":
+        return steps.make_semi_gan_step(spec)
+    if strategy == "acgan":
+        return steps.make_acgan_step(spec, num_classes)
+    if strategy in ("supervised", "supervised_augment"):
+        return steps.make_supervised_few_label_step(spec)
+    raise ValueError(f"Unknown few-label strategy {strategy!r}; choose from {FEW_LABEL_STRATEGIES}.")
+
+
+@functools.cache
+def jitted_multi_seed_step(strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh) -> Callable:
+    """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
+    (states, metrics [S]); states replicated and donated, batches sharded on their batch axis."""
+    step = jax.vmap(make_step(strategy, spec, num_classes))
+    return parallel.jit_step(step, mesh, batch_axis=1)
+
+
+class FewLabelBatches:
+    """Host-side batches for S seeds: item `step` is {"labelled_images": [S, B_l, H, W, C],
+    "labels": [S, B_l], "unlabelled_images": [S, B_u, H, W, C]} in [-1, 1]; seed s's batch is a
+    pure function of (seed, step). The unlabelled images are the whole train split (labelled
+    ones included, as in Salimans et al.)."""
+
+    def __init__(self, train_set: data.Dataset, labelled: np.ndarray, config):
+        self.train_set = train_set
+        self.labelled = np.asarray(labelled)
+        self.labelled_batch_size = config.semi.labelled_batch_size
+        self.batch_size = config.semi.batch_size
+        self.seeds = [int(config.seed) * 1000 + s for s in range(config.experiment.num_seeds)]
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        labelled = np.stack([
+            self.labelled[data.batch_indices(len(self.labelled), self.labelled_batch_size, step, seed)]
+            for seed in self.seeds
+        ])
+        unlabelled = np.stack([
+            data.batch_indices(len(self.train_set), self.batch_size, step, seed + FEW_LABEL_STREAM)
+            for seed in self.seeds
+        ])
+        return {
+            "labelled_images": data.to_model_range(self.train_set.images[labelled]),
+            "labels": self.train_set.labels[labelled],
+            "unlabelled_images": data.to_model_range(self.train_set.images[unlabelled]),
+        }
+
+
+def seed_keys(config) -> tuple[jax.Array, jax.Array]:
+    """(init keys [S], step keys [S]); seed s's keys are the same for every strategy."""
+    root = jax.random.fold_in(jax.random.key(config.seed), FEW_LABEL_STREAM)
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(root, s)))(jnp.arange(config.experiment.num_seeds))
+    return keys[:, 0], keys[:, 1]
+
+
+def train_strategy(
+    strategy: str, config, train_set: data.Dataset, labelled: np.ndarray, mesh: jax.sharding.Mesh,
+    progress: bool = True,
+):
+    """Trains config.experiment.num_seeds models of `strategy` for semi.steps steps.
+
+    Returns:
+      the S states stacked along a leading axis (GANStates or classifier ModelStates).
+    """
+    for name in ("semi.batch_size", "semi.labelled_batch_size"):
+        size = config.semi[name.split(".")[1]]
+        if size % mesh.size:
+            raise ValueError(f"Config key {name!r}={size} does not split over {mesh.size} devices; use a multiple.")
+    init_keys, step_keys = seed_keys(config)
+    states = jax.vmap(lambda key: init_state(strategy, config, train_set.num_classes, train_set.image_shape, key))(
+        init_keys
+    )
+    states = parallel.replicate(states, mesh)
+    step_keys = parallel.replicate(step_keys, mesh)
+    fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+    train_step = jitted_multi_seed_step(strategy, step_spec(strategy, config), train_set.num_classes, mesh)
+    num_seeds, steps = config.experiment.num_seeds, config.semi.steps
+    bar = tqdm(total=steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
+    with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:
+        for step in range(steps):
+            batch = parallel.shard_batch(next(batches), mesh, batch_axis=1)
+            states, metrics = train_step(states, batch, fold_in(step_keys, step))
+            bar.update(1)
+            if (step + 1) % 100 == 0 or step + 1 == steps:
+                values = {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
+                if not all(np.isfinite(v) for v in values.values()):
+                    raise FloatingPointError(
+                        f"{strategy}: non-finite metrics {values} at step {step + 1}; lower semi.learning_rate "
+                        f"(now {config.semi.learning_rate})."
+                    )
+                bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
+    return states
+
+
+def classifier_of(states) -> ModelState:
+    """The stacked classifier (discriminator) ModelStates of a strategy's states."""
+    return states.discriminator if isinstance(states, GANState) else states
+
+
+@functools.cache
+def _jitted_logits(mesh: jax.sharding.Mesh) -> Callable:
+    from ganjax.steps import few_label_logits
+
+    return jax.jit(
+        jax.vmap(few_label_logits, in_axes=(0, None)),
+        in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+        out_shardings=parallel.replicated(mesh),
+    )
+
+
+def predict(classifiers: ModelState, images: np.ndarray, batch_size: int, mesh: jax.sharding.Mesh) -> np.ndarray:
+    """Class logits [S, N, K] of S stacked classifiers on images [N, H, W, C] in [-1, 1]; fixed-size
+    chunks (the last padded) so the network compiles once."""
+    batch_size = -(-min(batch_size, max(len(images), 1)) // mesh.size) * mesh.size
+    logits_fn = _jitted_logits(mesh)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        padding = batch_size - len(chunk)
+        if padding:
+            chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
+        sharded = parallel.shard_batch({"images": chunk}, mesh)["images"]
+        outputs.append(np.asarray(logits_fn(classifiers, sharded))[:, : batch_size - padding])
+    return np.concatenate(outputs, axis=1)
+
+
+def evaluate(classifiers: ModelState, test_set: data.Dataset, config, mesh) -> list[dict[str, Any]]:
+    """Per-seed test metrics (FEW_LABEL_METRICS, per_class_recall, confusion) of S classifiers."""
+    from ganjax.recognition import evaluate_logits
+
+    logits = predict(classifiers, data.to_model_range(test_set.images), config.experiment.eval_batch_size, mesh)
+    results = []
+    for seed_logits in logits:
+        result = evaluate_logits(seed_logits, test_set.labels, np.array([], np.int64), config.experiment.ece_bins)
+        result.pop("rare_class_accuracy")
+        results.append(result)
+    return results
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _sample(generators: ModelState, noise: jax.Array, labels: jax.Array, conditional: bool) -> jax.Array:
+    def one(generator):
+        variables = {"params": generator.params, "batch_stats": generator.batch_stats}
+        return generator.apply_fn(variables, noise, labels if conditional else None, train=False)
+
+    return jax.vmap(one)(generators)
+
+
+def sample_images(states: GANState, strategy: str, labels: np.ndarray, noise_dim: int, key: jax.Array,
+                  chunk: int = 500) -> np.ndarray:
+    """Generated images [S, N, H, W, C] in [-1, 1] of S stacked generators, conditioned on
+    `labels` [N] for AC-GAN (ignored by the unconditional semi_gan generator)."""
+    outputs = []
+    for start in range(0, len(labels), chunk):
+        part = np.asarray(labels[start : start + chunk], np.int32)
+        noise = jax.random.normal(jax.random.fold_in(key, start), (len(part), noise_dim))
+        outputs.append(np.asarray(_sample(states.generator, noise, jnp.asarray(part), strategy == "acgan")))
+    return np.concatenate(outputs, axis=1)
+
+
+def generator_quality(states: GANState, strategy: str, train_set: data.Dataset, config, workdir: str) -> dict:
+    """Writes WORKDIR/samples_STRATEGY.png (seed 0; AC-GAN: one row per class) and, for AC-GAN,
+    judges semi.generator_eval_samples class-balanced samples per seed with the domain
+    classifier (ganjax.metrics.features.domain_classifier, trained on the full labelled train
+    split; an evaluation tool, not part of the few-label model): {"conditional_accuracy":
+    [S floats], "domain_classifier": path, "num_samples": N}."""
+    from ganjax.visualize import save_image_grid
+
+    num_classes = train_set.num_classes
+    key = jax.random.fold_in(jax.random.key(config.seed), FEW_LABEL_STREAM + 1)
+    grid_labels = np.repeat(np.arange(num_classes), 10)
+    grid = sample_images(states, strategy, grid_labels, config.semi.noise_dim, key)[0]
+    save_image_grid(grid, num_classes, os.path.join(workdir, f"samples_{strategy}.png"))
+    quality: dict[str, Any] = {"samples_png": f"samples_{strategy}.png"}
+    num_samples = int(config.semi.generator_eval_samples)
+    if strategy != "acgan" or num_samples == 0:
+        return quality
+    from ganjax.classify import predict as classify_predict
+    from ganjax.metrics import features
+
+    judge, meta = features.domain_classifier(config.data)
+    labels = np.arange(num_samples) % num_classes
+    images = sample_images(states, strategy, labels, config.semi.noise_dim, jax.random.fold_in(key, 1))
+    accuracies = [float(np.mean(classify_predict(judge, seed_images).argmax(-1) == labels)) for seed_images in images]
+    quality.update({
+        "conditional_accuracy": accuracies,
+        "num_samples": num_samples,
+        "domain_classifier": features.default_classifier_dir(config.data),
+        "domain_classifier_real_test_accuracy": meta.get("real_test_accuracy"),
+    })
+    return quality
+
+
+def _strategy_path(workdir: str, strategy: str) -> str:
+    return os.path.join(workdir, STRATEGY_DIR, f"{strategy}.json")
+
+
+def _save_json(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as stream:
+        json.dump(record, stream, indent=1, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    os.replace(path + ".tmp", path)
+
+
+def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, workdir: str, progress: bool) -> dict:
+    """Trains, evaluates and records one strategy; returns {"per_seed", "generator", "wall_seconds"}."""
+    start = time.perf_counter()
+    states = train_strategy(strategy, config, train_set, labelled, mesh, progress=progress)
+    train_seconds = time.perf_counter() - start
+    per_seed = evaluate(classifier_of(states), test_set, config, mesh)
+    generator = generator_quality(states, strategy, train_set, config, workdir) if strategy in GAN_STRATEGIES else {}
+    record = {
+        "per_seed": per_seed,
+        "generator": generator,
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "config": config.to_dict(),
+    }
+    _save_json(_strategy_path(workdir, strategy), record)
+    return record
+
+
+def load_finished(workdir: str, strategy: str, config) -> dict | None:
+    """A finished strategy's record from an earlier run with the same config, else None."""
+    path = _strategy_path(workdir, strategy)
+    if not os.path.exists(path):
+        return None
+    record = json.loads(open(path).read())
+    if record.get("config") != json.loads(json.dumps(config.to_dict())):
+        raise ValueError(
+            f"{path} was made with another config; use a fresh workdir, or delete {os.path.dirname(path)} to rerun."
+        )
+    return record
+
+
+def run_few_label_experiment(config, workdir: str, progress: bool = True) -> dict[str, Any]:
+    """Every strategy of config.experiment.strategies on the few-label subset; writes and returns
+    the report (report.json keyed by strategy, metrics FEW_LABEL_METRICS)."""
+    from ganjax import report
+
+    start = time.perf_counter()
+    os.makedirs(workdir, exist_ok=True)
+    strategies = [name.strip() for name in config.experiment.strategies.split(",") if name.strip()]
+    train_set, test_set = data.load_train_and_test(config.data, workdir=workdir)
+    labelled = labelled_indices(workdir, train_set, config)
+    mesh = parallel.make_mesh()
+    records = {}
+    for strategy in tqdm(strategies, desc="strategies", unit="strategy", disable=not progress):
+        record = load_finished(workdir, strategy, config)
+        if record is None:
+            record = run_strategy(strategy, config, train_set, test_set, labelled, mesh, workdir, progress)
+        else:
+            logger.info("%s: finished in an earlier run, results loaded from %s", strategy, _strategy_path(workdir, strategy))
+        records[strategy] = record
+        logger.info("%s: test accuracy %.4f", strategy, np.mean([r["accuracy"] for r in record["per_seed"]]))
+    per_seed = {name: record["per_seed"] for name, record in records.items()}
+    labelled_counts = data.class_counts(train_set.labels[labelled], train_set.num_classes)
+    meta = {
+        "config": config.to_dict(),
+        "data_source": config.data.source,
+        "subset": config.data.subset,
+        "class_names": list(train_set.class_names),
+        "num_labelled": int(len(labelled)),
+        "labelled_class_counts": labelled_counts.tolist(),
+        "num_unlabelled": int(len(train_set)),
+        "num_test": int(len(test_set)),
+        "num_seeds": config.experiment.num_seeds,
+        "budget": {"steps": config.semi.steps, "batch_size": config.semi.batch_size,
+                   "labelled_batch_size": config.semi.labelled_batch_size},
+        "generator": {name: record["generator"] for name, record in records.items() if record["generator"]},
+        "wall_seconds": {**{name: record["wall_seconds"] for name, record in records.items()},
+                         "total_this_run": time.perf_counter() - start},
+        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+        "seed_handling": (
+            "Seed s sets initialisation, the network's noise, the generator's noise and the order of the "
+            "labelled and unlabelled batches; seed s is the same for every strategy (paired). The labelled "
+            f"subset is fixed (data.seed {config.data.seed}) and shared by all seeds and strategies."
+        ),
+    }
+    full = report.build_report(per_seed, meta, metrics=FEW_LABEL_METRICS)
+    notes = _notes(meta)
+    report.write_report(workdir, full, notes, metrics=FEW_LABEL_METRICS)
+    best = max(per_seed, key=lambda name: full[name]["accuracy"]["mean"])
+    confusion = np.sum([r["confusion"] for r in per_seed[best]], axis=0)
+    report.plot_confusion_matrix(confusion, meta["class_names"], f"{best} (summed over seeds)",
+                                 os.path.join(workdir, report.CONFUSION_PNG))
+    report.plot_per_class_recall(full, meta["class_names"], os.path.join(workdir, report.RECALL_PNG))
+    return full
+
+
+def _notes(meta: dict) -> str:
+    budget = meta["budget"]
+    lines = [
+        "## Setup",
+        "",
+        f"- {meta['num_labelled']} labelled training images (per class {meta['labelled_class_counts']}), "
+        f"{meta['num_unlabelled']} unlabelled (the whole train split), {meta['num_test']} test images.",
+        f"- Budget: {budget['steps']} steps for every strategy, {budget['labelled_batch_size']} labelled + "
+        f"{budget['batch_size']} unlabelled (+ as many generated) images per step.",
+        "- No validation split and no early stopping: the accuracy is the last step's.",
+        f"- Seeds: {meta['seed_handling']}",
+    ]
+    for name, generator in meta["generator"].items():
+        line = f"- {name} generator: samples in {generator['samples_png']}"
+        if "conditional_accuracy" in generator:
+            accuracies = generator["conditional_accuracy"]
+            line += (f"; class-conditional accuracy of {generator['num_samples']} samples per seed under the "
+                     f"domain classifier (real test accuracy {generator['domain_classifier_real_test_accuracy']:.4f}): "
+                     f"{100 * np.mean(accuracies):.1f} ± {100 * np.std(accuracies, ddof=1 if len(accuracies) > 1 else 0):.1f}%")
+        lines.append(line + ".")
+    lines.append(f"- Wall time (s): { {k: round(v, 1) for k, v in meta['wall_seconds'].items()} } on {meta['devices']}.")
+    return "\n".join(lines)

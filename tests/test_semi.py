@@ -1,0 +1,270 @@
+"""Few labels: K+1 GAN and AC-GAN losses, networks, steps, the experiment runner and its errors."""
+
+import json
+import math
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ganjax import data, experiment, losses, semi
+from ganjax.config import load_config, validate_config
+from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDiscriminator
+from ganjax.steps import (
+    FewLabelSpec,
+    few_label_logits,
+    make_acgan_step,
+    make_semi_gan_step,
+    make_supervised_few_label_step,
+)
+
+
+def test_semi_supervised_loss_on_known_logits():
+    # K = 2 zero logits: LSE = log 2, so D(x) = 2/3; CE = log 2.
+    zeros = jnp.zeros((4, 2))
+    supervised, unsupervised = losses.semi_supervised_discriminator_loss(
+        zeros, jnp.zeros(4, jnp.int32), zeros, zeros, unlabelled_weight=2.0
+    )
+    np.testing.assert_allclose(supervised, math.log(2), rtol=1e-6)
+    # 0.5 [-log(2/3) - log(1/3)] times the weight 2.
+    np.testing.assert_allclose(unsupervised, 2.0 * 0.5 * (math.log(1.5) + math.log(3.0)), rtol=1e-6)
+
+
+def test_unsupervised_loss_rewards_confident_real_and_rejected_fake():
+    real, fake = jnp.full((3, 4), 5.0), jnp.full((3, 4), -5.0)
+    labels = jnp.zeros(3, jnp.int32)
+    _, good = losses.semi_supervised_discriminator_loss(real, labels, real, fake)
+    _, bad = losses.semi_supervised_discriminator_loss(real, labels, fake, real)
+    assert good < 0.05 and bad > 4.0
+
+
+def test_feature_matching_is_squared_difference_of_means():
+    real = jnp.array([[0.0, 2.0], [2.0, 4.0]])  # means (1, 3)
+    fake = jnp.array([[1.0, 0.0], [1.0, 0.0]])  # means (1, 0)
+    np.testing.assert_allclose(losses.feature_matching_loss(real, fake), (0.0 + 9.0) / 2)
+    assert float(losses.feature_matching_loss(fake + 3.0, fake + 3.0)) == 0.0
+
+
+@pytest.mark.parametrize("module", [
+    NoisyMLPDiscriminator(num_classes=3, hidden=(16, 8)),
+    NoisyConvDiscriminator(num_classes=3, width=4),
+])
+def test_discriminator_outputs_and_noise_only_in_training(module):
+    images = jax.random.uniform(jax.random.key(0), (5, 16, 16, 1), minval=-1, maxval=1)
+    variables = module.init(jax.random.key(1), images)
+    logits, adversarial, features = module.apply(variables, images)
+    chex.assert_shape(logits, (5, 3))
+    assert adversarial is None and features.shape[0] == 5
+    again, _, _ = module.apply(variables, images)
+    np.testing.assert_array_equal(logits, again)  # inference: deterministic
+    noisy_a, _, _ = module.apply(variables, images, train=True, rngs={"noise": jax.random.key(2)})
+    noisy_b, _, _ = module.apply(variables, images, train=True, rngs={"noise": jax.random.key(3)})
+    assert float(jnp.max(jnp.abs(noisy_a - noisy_b))) > 1e-4
+    with_head = module.clone(adversarial_head=True)
+    _, adversarial, _ = with_head.apply(with_head.init(jax.random.key(1), images), images)
+    chex.assert_shape(adversarial, (5,))
+
+
+def test_conditional_generator_uses_the_label():
+    generator = MLPGenerator(image_shape=(8, 8, 1), num_classes=4, hidden=16)
+    noise = jnp.zeros((2, 6))
+    variables = generator.init(jax.random.key(0), noise, jnp.zeros(2, jnp.int32))
+    images = generator.apply(variables, noise, jnp.array([0, 3]))
+    chex.assert_shape(images, (2, 8, 8, 1))
+    assert float(jnp.max(jnp.abs(images))) <= 1.0
+    assert float(jnp.max(jnp.abs(images[0] - images[1]))) > 1e-4
+
+
+def _tiny_config(strategy_steps=10):
+    config = load_config("digits_semi")
+    config.semi.steps = strategy_steps
+    return config
+
+
+def _batch(seed=0, labelled=8, unlabelled=8, classes=3):
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(labelled) % classes).astype(np.int32)
+    brightness = np.linspace(-0.7, 0.7, classes)[labels][:, None, None, None]  # learnable, even shifted
+    return {
+        "labelled_images": (brightness + rng.uniform(-0.3, 0.3, (labelled, 16, 16, 1))).astype(np.float32),
+        "labels": labels,
+        "unlabelled_images": rng.uniform(-1, 1, (unlabelled, 16, 16, 1)).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("strategy", semi.FEW_LABEL_STRATEGIES)
+def test_steps_learn_the_labelled_batch_and_compile_once(strategy):
+    chex.clear_trace_counter()  # supervised and supervised_augment share the step's code
+    config = _tiny_config()
+    config.semi.learning_rate = 1e-2
+    state = semi.init_state(strategy, config, 3, (16, 16, 1), jax.random.key(0))
+    spec = semi.step_spec(strategy, config)
+    step = jax.jit(chex.assert_max_traces(semi.make_step(strategy, spec, 3), n=1))
+    batch = _batch()
+    before = semi.classifier_of(state).params
+    first_loss = None
+    for index in range(30):
+        state, metrics = step(state, batch, jax.random.key(index))
+        loss = metrics["d_class"] if strategy == "acgan" else metrics["d_supervised"]
+        first_loss = float(loss) if first_loss is None else first_loss
+    assert float(loss) < first_loss
+    assert int(semi.classifier_of(state).step) == 30
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, semi.classifier_of(state).params)
+    assert all(jax.tree.leaves(changed))
+    if strategy in semi.GAN_STRATEGIES:
+        assert "g_feature_matching" in metrics or "g_adversarial" in metrics
+    logits = few_label_logits(semi.classifier_of(state), batch["labelled_images"])
+    assert float(jnp.mean(jnp.argmax(logits, -1) == batch["labels"])) >= 0.75
+
+
+def test_supervised_step_ignores_unlabelled_images():
+    config = _tiny_config()
+    state = semi.init_state("supervised", config, 3, (16, 16, 1), jax.random.key(0))
+    step = jax.jit(make_supervised_few_label_step(FewLabelSpec()))
+    batch = _batch()
+    other = dict(batch, unlabelled_images=np.zeros_like(batch["unlabelled_images"]))
+    a, _ = step(state, batch, jax.random.key(1))
+    b, _ = step(state, other, jax.random.key(1))
+    chex.assert_trees_all_equal(a.params, b.params)
+
+
+def test_semi_gan_generator_moves_towards_real_features():
+    config = _tiny_config()
+    config.semi.learning_rate = 3e-3
+    state = semi.init_state("semi_gan", config, 3, (16, 16, 1), jax.random.key(0))
+    step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+    values = []
+    for index in range(40):
+        state, metrics = step(state, _batch(index % 2), jax.random.key(index))
+        values.append(float(metrics["g_feature_matching"]))
+    assert np.mean(values[-10:]) < np.mean(values[:10])
+
+
+def test_acgan_step_needs_classes_for_its_generator():
+    config = _tiny_config()
+    state = semi.init_state("acgan", config, 3, (16, 16, 1), jax.random.key(0))
+    assert state.generator.apply_fn.__self__.num_classes == 3
+    step = jax.jit(make_acgan_step(semi.step_spec("acgan", config), 3))
+    _, metrics = step(state, _batch(), jax.random.key(0))
+    assert set(metrics) >= {"d_adversarial", "d_class", "g_adversarial", "g_class", "labelled_accuracy"}
+
+
+@pytest.mark.slow
+def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
+    workdir = os.fspath(tmp_path / "run")
+    config = _tiny_config(strategy_steps=40)
+    result = experiment.run_experiment(config, workdir, progress=False)
+    saved = json.loads(open(os.path.join(workdir, "report.json")).read())
+    assert set(saved) == set(semi.FEW_LABEL_STRATEGIES) | {"meta"}
+    for strategy in semi.FEW_LABEL_STRATEGIES:
+        for metric in semi.FEW_LABEL_METRICS:
+            entry = saved[strategy][metric]
+            assert len(entry["per_seed"]) == 2
+            assert all(0.0 <= value <= 1.0 for value in entry["per_seed"]), (strategy, metric, entry)
+        # Chance is 10%: every strategy has learnt something from 5 labels per class.
+        assert saved[strategy]["accuracy"]["mean"] > 0.3, (strategy, saved[strategy]["accuracy"])
+    assert saved["meta"]["labelled_class_counts"] == [5] * 10
+    for name in ("report.md", "confusion_matrix.png", "per_class_recall.png", "samples_semi_gan.png",
+                 "samples_acgan.png", "subset_indices.json"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert "| semi_gan |" in open(os.path.join(workdir, "report.md")).read()
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished strategy was trained again")
+
+    monkeypatch.setattr(semi, "train_strategy", must_not_train)
+    again = experiment.run_experiment(config, workdir, progress=False)
+    assert again["semi_gan"]["accuracy"] == result["semi_gan"]["accuracy"]
+
+
+def test_labelled_subset_is_fixed_and_saved(tmp_path):
+    config = _tiny_config()
+    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
+    first = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    assert len(first) == 50
+    np.testing.assert_array_equal(data.class_counts(train_set.labels[first], 10), [5] * 10)
+    data.load_train_and_test(config.data, workdir=tmp_path)
+    np.testing.assert_array_equal(semi.labelled_indices(os.fspath(tmp_path), train_set, config), first)
+
+
+def test_batches_hold_labelled_images_only_in_the_labelled_part():
+    config = _tiny_config()
+    train_set, _ = data.load_train_and_test(config.data)
+    labelled = np.arange(0, 50)
+    batch = semi.FewLabelBatches(train_set, labelled, config)(3)
+    chex.assert_shape(batch["labelled_images"], (2, 20, 16, 16, 1))
+    chex.assert_shape(batch["unlabelled_images"], (2, 20, 16, 16, 1))
+    assert set(np.unique(batch["labels"])) <= set(train_set.labels[labelled])
+    np.testing.assert_array_equal(batch["labels"], semi.FewLabelBatches(train_set, labelled, config)(3)["labels"])
+
+
+# --- Bad input.
+
+
+def test_more_labels_per_class_than_exist_is_named(tmp_path):
+    config = _tiny_config()
+    config.data.labels_per_class = 1000
+    with pytest.raises(ValueError, match="labels_per_class"):
+        experiment.run_experiment(config, os.fspath(tmp_path), progress=False)
+
+
+def test_zero_labels_is_rejected_by_the_config():
+    config = _tiny_config()
+    config.data.labels_per_class = 0
+    with pytest.raises(ValueError, match="labels_per_class"):
+        validate_config(config)
+
+
+def test_label_file_of_another_dataset_is_rejected(tmp_path):
+    config = _tiny_config()
+    data.save_indices(tmp_path / data.SUBSET_INDICES_FILE, np.arange(10), {"subset": "few_label", "num_examples": 70000})
+    with pytest.raises(ValueError, match="70000 examples"):
+        experiment.run_experiment(config, os.fspath(tmp_path), progress=False)
+
+
+def test_label_file_missing_a_class_is_rejected(tmp_path):
+    config = _tiny_config()
+    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
+    only_zeros = np.flatnonzero(train_set.labels == 0)[:5]
+    data.save_indices(tmp_path / data.SUBSET_INDICES_FILE, only_zeros, {"num_examples": len(train_set)})
+    with pytest.raises(ValueError, match="every class needs at least one label"):
+        semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+
+
+def test_strategy_of_the_other_experiment_is_named():
+    config = _tiny_config()
+    config.experiment.strategies = "semi_gan,oversample"
+    with pytest.raises(ValueError, match="'oversample'.*long-tailed"):
+        validate_config(config)
+    config = load_config("digits_lt")
+    config.experiment.strategies = "plain,semi_gan"
+    with pytest.raises(ValueError, match="'semi_gan'.*few labels"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hidden", "100,zero", "semi.hidden"),
+    ("steps", 0, "semi.steps"),
+    ("input_noise", -0.1, "semi.input_noise"),
+    ("learning_rate", 0.0, "semi.learning_rate"),
+])
+def test_bad_semi_settings_are_named(key, value, message):
+    config = _tiny_config()
+    config.semi[key] = value
+    with pytest.raises(ValueError, match=message):
+        validate_config(config)
+
+
+def test_batch_that_does_not_split_over_devices_is_named():
+    config = _tiny_config()
+    config.semi.batch_size = 3
+    train_set, _ = data.load_train_and_test(config.data)
+
+    class FakeMesh:
+        size = 2
+
+    with pytest.raises(ValueError, match="semi.batch_size"):
+        semi.train_strategy("supervised", config, train_set, np.arange(10), FakeMesh(), progress=False)
