@@ -106,13 +106,25 @@ def optimizer(config) -> optax.GradientTransformation:
     return optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
 
 
-def init_state(strategy: str, config, num_classes: int, image_shape: tuple[int, int, int], key: jax.Array):
-    """One seed's fresh state: a GANState for semi_gan / acgan, the classifier's ModelState otherwise."""
+INIT_BATCH = 500  # real images that set the weight-normalised layers' data-dependent initialisation
+
+
+def init_images(train_set: data.Dataset, config) -> np.ndarray:
+    """[INIT_BATCH, H, W, C] training images in [-1, 1] (labels unused) for `init_state`."""
+    indices = data.batch_indices(len(train_set), min(INIT_BATCH, len(train_set)), 0, int(config.seed))
+    return data.to_model_range(train_set.images[indices])
+
+
+def init_state(strategy: str, config, num_classes: int, images: jnp.ndarray, key: jax.Array):
+    """One seed's fresh state: a GANState for semi_gan / acgan, the classifier's ModelState otherwise.
+
+    images: [N, H, W, C] real images in [-1, 1]; they set the data-dependent initialisation of
+    the weight-normalised layers (see ganjax.models.semi.WeightNormDense).
+    """
+    image_shape = tuple(images.shape[1:])
     discriminator_key, generator_key = jax.random.split(key)
     discriminator = build_discriminator(config, num_classes, adversarial_head=strategy == "acgan")
-    discriminator_state = create_model_state(
-        discriminator, optimizer(config), discriminator_key, jnp.zeros((2, *image_shape), jnp.float32)
-    )
+    discriminator_state = create_model_state(discriminator, optimizer(config), discriminator_key, images)
     if strategy not in GAN_STRATEGIES:
         return discriminator_state
     generator = MLPGenerator(
@@ -214,9 +226,8 @@ def train_strategy(
         if size % mesh.size:
             raise ValueError(f"Config key {name!r}={size} does not split over {mesh.size} devices; use a multiple.")
     init_keys, step_keys = seed_keys(config)
-    states = jax.vmap(lambda key: init_state(strategy, config, train_set.num_classes, train_set.image_shape, key))(
-        init_keys
-    )
+    images = jnp.asarray(init_images(train_set, config))
+    states = jax.vmap(lambda key: init_state(strategy, config, train_set.num_classes, images, key))(init_keys)
     states = parallel.replicate(states, mesh)
     step_keys = parallel.replicate(step_keys, mesh)
     fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))

@@ -68,6 +68,20 @@ def test_discriminator_outputs_and_noise_only_in_training(module):
     chex.assert_shape(adversarial, (5,))
 
 
+def test_weight_norm_dense_initialises_from_the_data():
+    from ganjax.models.semi import WeightNormDense
+
+    data_batch = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (256, 20))
+    layer = WeightNormDense(7, init_scale=0.5)
+    variables = layer.init(jax.random.key(1), data_batch)
+    outputs = layer.apply(variables, data_batch)
+    np.testing.assert_allclose(jnp.mean(outputs, axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(jnp.std(outputs, axis=0), 0.5, rtol=1e-3)
+    # Afterwards it is an ordinary layer: other inputs do not change it.
+    shifted = layer.apply(variables, data_batch + 1.0)
+    assert float(jnp.max(jnp.abs(jnp.mean(shifted, axis=0)))) > 1e-2
+
+
 def test_conditional_generator_uses_the_label():
     generator = MLPGenerator(image_shape=(8, 8, 1), num_classes=4, hidden=16)
     noise = jnp.zeros((2, 6))
@@ -100,7 +114,8 @@ def test_steps_learn_the_labelled_batch_and_compile_once(strategy):
     chex.clear_trace_counter()  # supervised and supervised_augment share the step's code
     config = _tiny_config()
     config.semi.learning_rate = 1e-2
-    state = semi.init_state(strategy, config, 3, (16, 16, 1), jax.random.key(0))
+    config.semi.input_noise = config.semi.hidden_noise = 0.1  # 30 steps of a tiny net
+    state = semi.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     spec = semi.step_spec(strategy, config)
     step = jax.jit(chex.assert_max_traces(semi.make_step(strategy, spec, 3), n=1))
     batch = _batch()
@@ -122,7 +137,7 @@ def test_steps_learn_the_labelled_batch_and_compile_once(strategy):
 
 def test_supervised_step_ignores_unlabelled_images():
     config = _tiny_config()
-    state = semi.init_state("supervised", config, 3, (16, 16, 1), jax.random.key(0))
+    state = semi.init_state("supervised", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     step = jax.jit(make_supervised_few_label_step(FewLabelSpec()))
     batch = _batch()
     other = dict(batch, unlabelled_images=np.zeros_like(batch["unlabelled_images"]))
@@ -134,7 +149,7 @@ def test_supervised_step_ignores_unlabelled_images():
 def test_semi_gan_generator_moves_towards_real_features():
     config = _tiny_config()
     config.semi.learning_rate = 3e-3
-    state = semi.init_state("semi_gan", config, 3, (16, 16, 1), jax.random.key(0))
+    state = semi.init_state("semi_gan", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
     values = []
     for index in range(40):
@@ -145,7 +160,7 @@ def test_semi_gan_generator_moves_towards_real_features():
 
 def test_acgan_step_needs_classes_for_its_generator():
     config = _tiny_config()
-    state = semi.init_state("acgan", config, 3, (16, 16, 1), jax.random.key(0))
+    state = semi.init_state("acgan", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     assert state.generator.apply_fn.__self__.num_classes == 3
     step = jax.jit(make_acgan_step(semi.step_spec("acgan", config), 3))
     _, metrics = step(state, _batch(), jax.random.key(0))

@@ -12,10 +12,35 @@ import jax
 import jax.numpy as jnp
 
 
+class WeightNormDense(nn.Module):
+    """y = g (x . v / ||v||) + b, weight normalisation with data-dependent initialisation
+    (Salimans & Kingma 2016, Sec. 2 and 3): at `init` the batch it is given sets g and b so that
+    every unit's pre-activation has mean 0 and standard deviation `init_scale` over that batch.
+    Initialise with real data, not zeros (a constant batch leaves g = init_scale / 1e-3).
+    """
+
+    features: int
+    init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        direction = self.param("direction", nn.initializers.normal(0.05), (x.shape[-1], self.features))
+        projected = x @ (direction / jnp.linalg.norm(direction, axis=0, keepdims=True))
+        def from_data(kind):
+            def init(_):
+                mean, std = jnp.mean(projected, axis=0), jnp.sqrt(jnp.var(projected, axis=0) + 1e-6)
+                return self.init_scale / std if kind == "scale" else -mean * self.init_scale / std
+
+            return init
+
+        scale = self.param("scale", from_data("scale"))
+        bias = self.param("bias", from_data("bias"))
+        return scale * projected + bias
+
+
 def _dense(features: int, weight_norm: bool) -> nn.Module:
-    """A dense layer, weight-normalised (Salimans & Kingma 2016) when asked: w = g v / ||v||."""
-    dense = nn.Dense(features)
-    return nn.WeightNorm(dense) if weight_norm else dense
+    """A dense layer, weight-normalised with data-dependent init when asked."""
+    return WeightNormDense(features) if weight_norm else nn.Dense(features)
 
 
 class NoisyMLPDiscriminator(nn.Module):
