@@ -3,10 +3,10 @@
     python benchmarks/conditional_accuracy.py --workdir WORKDIR [--num 10000] \
         [--classifier-steps N] [--classifier-cache PATH] [--step S] [--seed 0]
 
-Trains ganjax's SmallCNN on the real training split of the GAN's data source (read from
-the config saved with its checkpoint; any long-tail/few-label subset is ignored so the
-judge sees every class fully), or loads it from --classifier-cache if one is saved there,
-and reports its real test accuracy. Then draws --num samples, equally many per class,
+Judges with ganjax's domain classifier (`ganjax.metrics.features.domain_classifier`: a
+SmallCNN trained on the full real training split of the GAN's data source, read from the
+config saved with its checkpoint, any subset ignored), loaded from --classifier-cache or
+ganjax's cache if saved there, else trained and saved; reports its real test accuracy. Then draws --num samples, equally many per class,
 from the GAN's generator and reports the fraction the classifier assigns to their
 conditioning class, overall and per class. Writes WORKDIR/conditional_accuracy.json and
 ends with the line `conditional_accuracy=X real_test_accuracy=Y`.
@@ -24,53 +24,13 @@ import jax
 import numpy as np
 
 from ganjax import checkpoint, classify, data, metrics
+from ganjax.metrics import features
 from ganjax.config import config_from_dict
 from ganjax.sample import load_generator
 
 RESULT_FILE = "conditional_accuracy.json"
-# About three epochs of Fashion-MNIST at batch 128: > 90% test accuracy.
-DEFAULT_CLASSIFIER_STEPS = 1500
-CLASSIFIER_BATCH_SIZE = 128
+DEFAULT_CLASSIFIER_STEPS = features.DOMAIN_CLASSIFIER_STEPS
 GENERATE_BATCH_SIZE = 500
-
-
-def judge_classifier(config, train_set, test_set, steps: int, seed: int, cache: str | None):
-    """(state, meta, seconds): the classifier loaded from `cache` if saved there, else trained
-    on `train_set` (and saved to `cache` if given)."""
-    if cache and os.path.isdir(cache):
-        start = time.perf_counter()
-        state, meta = classify.load_classifier(cache)
-        if tuple(meta["image_shape"]) != train_set.image_shape or meta["num_classes"] != train_set.num_classes:
-            raise ValueError(
-                f"Cached classifier {cache} takes {meta['num_classes']} classes of images "
-                f"{tuple(meta['image_shape'])}, but {config.data.source} has {train_set.num_classes} "
-                f"of {train_set.image_shape}; delete it or pass another --classifier-cache."
-            )
-        if meta.get("data_source") != config.data.source:
-            raise ValueError(
-                f"Cached classifier {cache} was trained on {meta.get('data_source')!r}, not "
-                f"{config.data.source!r}; delete it or pass another --classifier-cache."
-            )
-        return state, meta, time.perf_counter() - start
-    start = time.perf_counter()
-    state = classify.train_classifier(
-        train_set, steps=steps, batch_size=CLASSIFIER_BATCH_SIZE, seed=seed, model="cnn"
-    )
-    jax.block_until_ready(state)
-    seconds = time.perf_counter() - start
-    meta = {
-        **classify.describe_classifier(state),
-        "image_shape": train_set.image_shape,
-        "class_names": list(train_set.class_names),
-        "data_source": config.data.source,
-        "image_size": config.data.image_size,
-        "train_steps": steps,
-        "train_batch_size": CLASSIFIER_BATCH_SIZE,
-        "train_seconds": seconds,
-    }
-    if cache:
-        meta = classify.save_classifier(cache, state, meta)
-    return state, meta, seconds
 
 
 def conditional_accuracy(
@@ -94,9 +54,11 @@ def conditional_accuracy(
         raise ValueError(f"--num {num} must be a multiple of the {num_classes} classes (equal samples per class).")
     timings["load_data_s"] = time.perf_counter() - start
 
-    state, classifier_meta, timings["classifier_train_or_load_s"] = judge_classifier(
-        config, train_set, test_set, classifier_steps, seed, classifier_cache
+    start = time.perf_counter()
+    state, classifier_meta = features.domain_classifier(
+        config.data, classifier_cache, steps=classifier_steps, seed=seed
     )
+    timings["classifier_train_or_load_s"] = time.perf_counter() - start
     start = time.perf_counter()
     test_predictions = classify.predict(state, data.to_model_range(test_set.images)).argmax(axis=-1)
     timings["classify_real_test_s"] = time.perf_counter() - start
@@ -127,7 +89,7 @@ def conditional_accuracy(
         "real_test_balanced_accuracy": metrics.balanced_accuracy(test_set.labels, test_predictions, num_classes),
         "real_test_size": len(test_set),
         "classifier": {key: value for key, value in classifier_meta.items() if key != "class_names"},
-        "classifier_cache": os.path.abspath(classifier_cache) if classifier_cache else None,
+        "classifier_cache": os.path.abspath(classifier_cache or features.default_classifier_dir(config.data)),
         "data_source": config.data.source,
         "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
         "timings_s": timings,
@@ -142,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="GAN training directory holding checkpoints/")
     parser.add_argument("--num", type=int, default=10000, help="generated samples (a multiple of the classes)")
     parser.add_argument("--classifier-steps", type=int, default=DEFAULT_CLASSIFIER_STEPS,
-                        help=f"classifier training steps at batch {CLASSIFIER_BATCH_SIZE}")
+                        help=f"classifier training steps at batch {features.DOMAIN_CLASSIFIER_BATCH_SIZE}")
     parser.add_argument("--classifier-cache", default=None,
-                        help="directory to load the classifier from, or to save it to after training")
+                        help="directory to load the classifier from, or to save it to after training "
+                             "(default: ganjax's domain-classifier cache, see ganjax.metrics.features)")
     parser.add_argument("--step", type=int, default=None, help="GAN checkpoint step (default: latest)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -142,6 +142,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.input_noise = 0.6  # std of Gaussian noise on pixels in [-1, 1] (0.3 on [0, 1] in the paper)
     config.semi.hidden_noise = 0.5  # std of Gaussian noise after every hidden layer
     config.semi.weight_norm = True
+    config.semi.data_init = False  # weight norm's data-dependent init (the paper's; less stable here, see BENCHMARKS.md)
     config.semi.noise_dim = 100
     config.semi.generator_hidden = 500
     config.semi.steps = 6000

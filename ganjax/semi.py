@@ -96,6 +96,7 @@ def build_discriminator(config, num_classes: int, adversarial_head: bool):
         input_noise=s.input_noise,
         hidden_noise=s.hidden_noise,
         weight_norm=s.weight_norm,
+        data_init=s.data_init,
         adversarial_head=adversarial_head,
     )
 

@@ -329,8 +329,8 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
         d_fake_key, d_noise_key, g_fake_key, g_noise_key = jax.random.split(key, 4)
         labelled, unlabelled = batch["labelled_images"], batch["unlabelled_images"]
         num_labelled, num_unlabelled = labelled.shape[0], unlabelled.shape[0]
-        _, noise = _labels_and_noise(d_fake_key, num_unlabelled, 1, spec.noise_dim)  # unconditional G
-        fakes, _ = generate(state.generator, state.generator.params, noise, None, train=True)
+        fake_labels, noise = _labels_and_noise(d_fake_key, num_unlabelled, 1, spec.noise_dim)  # all 0: unconditional G
+        fakes, _ = generate(state.generator, state.generator.params, noise, fake_labels, train=True)
         fakes = jax.lax.stop_gradient(fakes)
         discriminator = state.discriminator
 
@@ -352,11 +352,11 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
         real_features = jax.lax.stop_gradient(
             _discriminate(discriminator, discriminator.params, unlabelled, g_noise_key)[2]
         )
-        _, g_noise = _labels_and_noise(g_fake_key, num_unlabelled, 1, spec.noise_dim)
+        g_labels, g_noise = _labels_and_noise(g_fake_key, num_unlabelled, 1, spec.noise_dim)
         generator = state.generator
 
         def g_loss_fn(params):
-            images, batch_stats = generate(generator, params, g_noise, None, train=True)
+            images, batch_stats = generate(generator, params, g_noise, g_labels, train=True)
             _, _, fake_features = _discriminate(discriminator, discriminator.params, images, jax.random.fold_in(g_noise_key, 1))
             return losses.feature_matching_loss(real_features, fake_features), batch_stats
 

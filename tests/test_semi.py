@@ -72,7 +72,7 @@ def test_weight_norm_dense_initialises_from_the_data():
     from ganjax.models.semi import WeightNormDense
 
     data_batch = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (256, 20))
-    layer = WeightNormDense(7, init_scale=0.5)
+    layer = WeightNormDense(7, init_scale=0.5, data_init=True)
     variables = layer.init(jax.random.key(1), data_batch)
     outputs = layer.apply(variables, data_batch)
     np.testing.assert_allclose(jnp.mean(outputs, axis=0), 0.0, atol=1e-4)

@@ -5,6 +5,7 @@ authors' MNIST code), used by the semi-supervised K+1 GAN, AC-GAN and the superv
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -13,14 +14,16 @@ import jax.numpy as jnp
 
 
 class WeightNormDense(nn.Module):
-    """y = g (x . v / ||v||) + b, weight normalisation with data-dependent initialisation
-    (Salimans & Kingma 2016, Sec. 2 and 3): at `init` the batch it is given sets g and b so that
-    every unit's pre-activation has mean 0 and standard deviation `init_scale` over that batch.
-    Initialise with real data, not zeros (a constant batch leaves g = init_scale / 1e-3).
+    """y = g (x . v / ||v||) + b, weight normalisation (Salimans & Kingma 2016, Sec. 2).
+
+    With `data_init`, the batch given to `init` sets g and b so that every unit's
+    pre-activation has mean 0 and standard deviation `init_scale` over it (their Sec. 3);
+    initialise with real data then, not zeros. Otherwise g = init_scale and b = 0.
     """
 
     features: int
     init_scale: float = 1.0
+    data_init: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -28,6 +31,9 @@ class WeightNormDense(nn.Module):
         projected = x @ (direction / jnp.linalg.norm(direction, axis=0, keepdims=True))
         def from_data(kind):
             def init(_):
+                if not self.data_init:
+                    ones = jnp.ones((self.features,), projected.dtype)
+                    return self.init_scale * ones if kind == "scale" else 0.0 * ones
                 mean, std = jnp.mean(projected, axis=0), jnp.sqrt(jnp.var(projected, axis=0) + 1e-6)
                 return self.init_scale / std if kind == "scale" else -mean * self.init_scale / std
 
@@ -38,9 +44,9 @@ class WeightNormDense(nn.Module):
         return scale * projected + bias
 
 
-def _dense(features: int, weight_norm: bool) -> nn.Module:
-    """A dense layer, weight-normalised with data-dependent init when asked."""
-    return WeightNormDense(features) if weight_norm else nn.Dense(features)
+def _dense(features: int, weight_norm: bool, data_init: bool = False) -> nn.Module:
+    """A dense layer, weight-normalised (optionally with data-dependent init) when asked."""
+    return WeightNormDense(features, data_init=data_init) if weight_norm else nn.Dense(features)
 
 
 class NoisyMLPDiscriminator(nn.Module):
@@ -60,22 +66,24 @@ class NoisyMLPDiscriminator(nn.Module):
     input_noise: float = 0.3
     hidden_noise: float = 0.5
     weight_norm: bool = True
+    data_init: bool = False
     adversarial_head: bool = False
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, train: bool = False):
+        dense = functools.partial(_dense, weight_norm=self.weight_norm, data_init=self.data_init)
         x = images.reshape(images.shape[0], -1)
         if train and self.input_noise > 0:
             x = x + self.input_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         for index, width in enumerate(self.hidden):
-            x = nn.relu(_dense(width, self.weight_norm)(x))
+            x = nn.relu(dense(width)(x))
             if train and self.hidden_noise > 0 and index + 1 < len(self.hidden):
                 x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         features = x
         if train and self.hidden_noise > 0:
             x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
-        class_logits = _dense(self.num_classes, self.weight_norm)(x)
-        adversarial_logit = _dense(1, self.weight_norm)(x)[:, 0] if self.adversarial_head else None
+        class_logits = dense(self.num_classes)(x)
+        adversarial_logit = dense(1)(x)[:, 0] if self.adversarial_head else None
         return class_logits, adversarial_logit, features
 
 
