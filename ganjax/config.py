@@ -30,6 +30,7 @@ CHOICES = {
     "experiment.augment_padding": ("reflect", "constant"),
     "experiment.filter": FILTERS,
     "semi.architecture": ("mlp", "conv"),
+    "semi.generator": ("mlp", "dcgan"),
 }
 
 
@@ -139,12 +140,13 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.hidden = "1000,500,250,250,250"  # mlp: discriminator / classifier hidden widths
     config.semi.conv_width = 32  # conv: channels of the first stage (then 2x)
     config.semi.input_dropout = 0.2  # conv: dropout rate on the pixels (0.5 after each stage)
-    config.semi.input_noise = 0.6  # std of Gaussian noise on pixels in [-1, 1] (0.3 on [0, 1] in the paper)
+    config.semi.input_noise = 0.3  # std of Gaussian noise on the pixels (the paper: 0.3, on [0, 1])
     config.semi.hidden_noise = 0.5  # std of Gaussian noise after every hidden layer
     config.semi.weight_norm = True
     config.semi.data_init = False  # weight norm's data-dependent init (the paper's; less stable here, see BENCHMARKS.md)
+    config.semi.generator = "mlp"  # "mlp" (the paper's) or "dcgan" (ganjax's Generator, sized by model.*)
     config.semi.noise_dim = 100
-    config.semi.generator_hidden = 500
+    config.semi.generator_hidden = 500  # mlp generator's hidden width
     config.semi.steps = 6000
     config.semi.batch_size = 100  # unlabelled real images (and generated ones) per step
     config.semi.labelled_batch_size = 100  # labelled images per step, drawn from the labelled subset

@@ -101,6 +101,20 @@ def build_discriminator(config, num_classes: int, adversarial_head: bool):
     )
 
 
+def build_generator(config, num_classes: int, image_shape: tuple[int, int, int]):
+    """config.semi.generator's network; num_classes 0 makes it unconditional (semi_gan)."""
+    if config.semi.generator == "dcgan":
+        from ganjax.models import Generator
+
+        height, _, channels = image_shape
+        m = config.model
+        # An unconditional DCGAN generator is a conditional one with a single class.
+        return Generator(num_classes=max(num_classes, 1), image_size=height, channels=channels,
+                         width=m.generator_width, embed_dim=m.embed_dim, upsample=m.upsample,
+                         norm=m.generator_norm)
+    return MLPGenerator(image_shape=tuple(image_shape), num_classes=num_classes, hidden=config.semi.generator_hidden)
+
+
 def optimizer(config) -> optax.GradientTransformation:
     """Adam (b1 = optim.b1, Salimans et al.'s 0.5) with the rate cosine-decayed over semi.steps."""
     schedule = optax.cosine_decay_schedule(config.semi.learning_rate, config.semi.steps)
@@ -128,11 +142,7 @@ def init_state(strategy: str, config, num_classes: int, images: jnp.ndarray, key
     discriminator_state = create_model_state(discriminator, optimizer(config), discriminator_key, images)
     if strategy not in GAN_STRATEGIES:
         return discriminator_state
-    generator = MLPGenerator(
-        image_shape=tuple(image_shape),
-        num_classes=num_classes if strategy == "acgan" else 0,
-        hidden=config.semi.generator_hidden,
-    )
+    generator = build_generator(config, num_classes if strategy == "acgan" else 0, image_shape)
     noise = jnp.zeros((2, config.semi.noise_dim), jnp.float32)
     generator_state = create_model_state(
         generator, optimizer(config), generator_key, noise, jnp.zeros((2,), jnp.int32), train=False
@@ -173,7 +183,9 @@ def make_step(strategy: str, spec, num_classes: int) -> Callable:
 def jitted_multi_seed_step(strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh) -> Callable:
     """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
     (states, metrics [S]); states replicated and donated, batches sharded on their batch axis."""
-    step = jax.vmap(make_step(strategy, spec, num_classes))
+    from ganjax.steps import over_seeds
+
+    step = over_seeds(make_step(strategy, spec, num_classes), in_axes=(0, 0, 0))
     return parallel.jit_step(step, mesh, batch_axis=1)
 
 
@@ -300,7 +312,8 @@ def evaluate(classifiers: ModelState, test_set: data.Dataset, config, mesh) -> l
 def _sample(generators: ModelState, noise: jax.Array, labels: jax.Array, conditional: bool) -> jax.Array:
     def one(generator):
         variables = {"params": generator.params, "batch_stats": generator.batch_stats}
-        return generator.apply_fn(variables, noise, labels if conditional else None, train=False)
+        # An unconditional generator ignores (MLP) or has a single class for (DCGAN) its labels.
+        return generator.apply_fn(variables, noise, labels if conditional else jnp.zeros_like(labels), train=False)
 
     return jax.vmap(one)(generators)
 
