@@ -179,13 +179,22 @@ def make_step(strategy: str, spec, num_classes: int) -> Callable:
     raise ValueError(f"Unknown few-label strategy {strategy!r}; choose from {FEW_LABEL_STRATEGIES}.")
 
 
+def dense_only(strategy: str, config) -> bool:
+    """Whether every network the strategy trains is made of dense layers (then seeds are
+    vectorised with vmap; convolutions are not, see ganjax.steps.over_seeds)."""
+    uses_generator = strategy in GAN_STRATEGIES
+    return config.semi.architecture == "mlp" and not (uses_generator and config.semi.generator == "dcgan")
+
+
 @functools.cache
-def jitted_multi_seed_step(strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh) -> Callable:
+def jitted_multi_seed_step(
+    strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh, dense_only: bool = False
+) -> Callable:
     """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
     (states, metrics [S]); states replicated and donated, batches sharded on their batch axis."""
     from ganjax.steps import over_seeds
 
-    step = over_seeds(make_step(strategy, spec, num_classes), in_axes=(0, 0, 0))
+    step = over_seeds(make_step(strategy, spec, num_classes), in_axes=(0, 0, 0), vectorize=dense_only)
     return parallel.jit_step(step, mesh, batch_axis=1)
 
 
@@ -244,7 +253,9 @@ def train_strategy(
     states = parallel.replicate(states, mesh)
     step_keys = parallel.replicate(step_keys, mesh)
     fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
-    train_step = jitted_multi_seed_step(strategy, step_spec(strategy, config), train_set.num_classes, mesh)
+    train_step = jitted_multi_seed_step(
+        strategy, step_spec(strategy, config), train_set.num_classes, mesh, dense_only(strategy, config)
+    )
     num_seeds, steps = config.experiment.num_seeds, config.semi.steps
     bar = tqdm(total=steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
     with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:

@@ -248,16 +248,18 @@ def make_classifier_step(
     return step
 
 
-def over_seeds(fn: Callable, in_axes: tuple[int | None, ...]) -> Callable:
+def over_seeds(fn: Callable, in_axes: tuple[int | None, ...], vectorize: bool = False) -> Callable:
     """`fn` over S independent seeds in one compiled program, like `jax.vmap(fn, in_axes)`
-    (in_axes: 0 for an argument stacked over seeds, None for one shared by all), but as S
-    unrolled calls on the slices rather than one batched call.
+    (in_axes: 0 for an argument stacked over seeds, None for one shared by all), by default as
+    S unrolled calls on the slices; `vectorize` uses jax.vmap itself.
 
-    Why not vmap: batching a convolution over per-seed weights turns it into a grouped
-    convolution, which XLA:CPU runs several times slower than S plain ones (a DCGAN-generator
-    semi-supervised step: 680 ms for 3 seeds under vmap vs 3 x 63 ms; benchmarks/seed_loop.py).
-    Dense layers batch well, and for them the two are about equal.
+    Why unrolled: batching a convolution over per-seed weights turns it into a grouped
+    convolution, which XLA:CPU runs several times slower than S plain ones (SmallCNN
+    classifier step, 5 seeds: 3.4x; DCGAN-generator semi-supervised step, 3 seeds: 3.1x;
+    benchmarks/seed_loop.py). Networks of dense layers only batch well: vectorize them.
     """
+    if vectorize:
+        return jax.vmap(fn, in_axes=in_axes)
 
     def mapped(*args):
         num_seeds = next(jax.tree.leaves(arg)[0].shape[0] for arg, axis in zip(args, in_axes) if axis == 0)

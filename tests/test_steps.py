@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,3 +88,19 @@ def test_ema_lags_behind_the_generator(tiny_config):
 def test_ema_decay_warms_up():
     np.testing.assert_allclose(steps.ema_decay_at(jnp.array(0.0), 0.999), 0.1)
     np.testing.assert_allclose(steps.ema_decay_at(jnp.array(1e6), 0.999), 0.999)
+
+
+def test_over_seeds_equals_vmap():
+    from ganjax.steps import over_seeds
+
+    def step(params, batch, shared):
+        return params * batch["x"] + shared, {"sum": jnp.sum(batch["x"])}
+
+    params = jnp.arange(3.0)
+    batch = {"x": jnp.arange(12.0).reshape(3, 4)}
+    unrolled = jax.jit(over_seeds(step, in_axes=(0, 0, None)))(params, batch, 1.5)
+    vectorized = jax.jit(over_seeds(step, in_axes=(0, 0, None), vectorize=True))(params, batch, 1.5)
+    expected = jax.vmap(step, in_axes=(0, 0, None))(params, batch, 1.5)
+    chex.assert_trees_all_close(unrolled, expected)
+    chex.assert_trees_all_close(vectorized, expected)
+    chex.assert_shape(unrolled[0], (3, 4))
