@@ -52,3 +52,40 @@ def test_four_devices_equal_one_device():
     assert differences["params"] < 1e-5, differences
     assert differences["batch_stats"] < 1e-5, differences
     assert differences["metrics"] < 1e-5, differences
+
+
+SEMI_EQUIVALENCE = r"""
+import json, jax, jax.numpy as jnp, numpy as np
+from ganjax import parallel, semi
+from ganjax.config import load_config
+assert jax.device_count() == 4, jax.devices()
+config = load_config("digits_semi")
+config.semi.generator = "dcgan"  # BatchNorm over the global batch, convolutions unrolled over seeds
+config.model.generator_width, config.model.embed_dim = 8, 4
+rng = np.random.default_rng(0)
+images = rng.uniform(-1, 1, (2, 8, 16, 16, 1)).astype(np.float32)
+host_batch = {"labelled_images": images, "labels": rng.integers(0, 10, (2, 8)).astype(np.int32),
+              "unlabelled_images": images[:, ::-1].copy()}
+results = {}
+for strategy in ("semi_gan", "acgan"):
+    for count in (1, 4):
+        mesh = parallel.make_mesh(jax.devices()[:count])
+        step = semi.jitted_multi_seed_step(strategy, semi.step_spec(strategy, config), 10, mesh)
+        keys = jax.random.split(jax.random.key(0), 2)
+        states = parallel.replicate(jax.vmap(lambda k: semi.init_state(strategy, config, 10, images[0], k))(keys), mesh)
+        for index in range(3):
+            batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
+            states, metrics = step(states, batch, jax.random.split(jax.random.key(index + 1), 2))
+        results[(strategy, count)] = jax.device_get((states.generator.params, states.generator.batch_stats,
+                                                     states.discriminator.params, metrics))
+leaf_diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+print(json.dumps({s: leaf_diff(results[(s, 1)], results[(s, 4)]) for s in ("semi_gan", "acgan")}))
+"""
+
+
+@pytest.mark.slow
+def test_few_label_steps_four_devices_equal_one_device():
+    result = run_python(SEMI_EQUIVALENCE, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    differences = json.loads(result.stdout.strip().splitlines()[-1])
+    assert max(differences.values()) < 1e-4, differences
