@@ -7,6 +7,7 @@ From Python (e.g. Colab):
     ganjax.train_and_evaluate(config, "workdirs/digits")
     generator = ganjax.load_generator("workdirs/digits")
     images = generator.sample(jax.random.key(0), labels=[0, 1, 2])
+    report = ganjax.run_experiment(ganjax.load_config("digits_semi"), "workdirs/digits_semi")
 """
 
 import importlib
@@ -19,6 +20,7 @@ _API = {
     "load_config": "ganjax.config",
     "validate_config": "ganjax.config",
     "load_generator": "ganjax.sample",
+    "run_experiment": "ganjax.experiment",
     "train_and_evaluate": "ganjax.train",
 }
 __all__ = list(_API)
