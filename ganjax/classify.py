@@ -195,8 +195,7 @@ def predict(
         padding = batch_size - len(chunk)
         if padding:
             chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        host_chunk = data.process_slice(chunk, jax.process_index(), jax.process_count())
-        sharded = parallel.shard_batch({"images": host_chunk}, mesh)["images"]
+        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
         logits.append(np.asarray(eval_step(state, sharded))[: batch_size - padding])
     if not logits:
         output = jax.eval_shape(classifier_eval_step, state, jax.ShapeDtypeStruct((1, *images.shape[1:]), np.float32))

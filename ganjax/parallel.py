@@ -78,6 +78,15 @@ def shard_batch(host_batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int =
     }
 
 
+def shard_global_batch(global_batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0) -> dict[str, jax.Array]:
+    """A global numpy batch that every process built identically -> global jax.Arrays sharded
+    on 'data': each process contributes only its slice (`ganjax.data.process_slice`)."""
+    from ganjax.data import process_slice
+
+    local = process_slice(dict(global_batch), jax.process_index(), jax.process_count(), axis=batch_axis)
+    return shard_batch(local, mesh, batch_axis)
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf of `tree` on all devices of `mesh`."""
     return jax.device_put(tree, replicated(mesh))

@@ -279,7 +279,7 @@ def train_classifiers(
     bar = tqdm(total=steps, desc=f"{strategy.name} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
     with data.BatchIterator(make_batch) as batches, bar:
         for step in range(steps):
-            batch = parallel.shard_batch(next(batches), mesh, batch_axis=1)
+            batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
             states, step_metrics = train_step(states, batch, step_keys, np.int32(step), source)
             bar.update(1)
             if (step + 1) % 100 == 0 or step + 1 == steps:
@@ -319,7 +319,7 @@ def predict_seeds(states: ModelState, images: np.ndarray, batch_size: int, mesh:
         padding = batch_size - len(chunk)
         if padding:
             chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        sharded = parallel.shard_batch({"images": chunk}, mesh)["images"]
+        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
         outputs.append(np.asarray(evaluate(states, sharded))[:, : batch_size - padding])
     return np.concatenate(outputs, axis=1)
 
@@ -405,7 +405,7 @@ def train_joint(
     with data.BatchIterator(make_batch) as batches, bar:
         for step in range(steps):
             host = next(batches)
-            batch = {name: parallel.shard_batch(part, mesh, batch_axis=1) for name, part in host.items()}
+            batch = {name: parallel.shard_global_batch(part, mesh, batch_axis=1) for name, part in host.items()}
             state, step_metrics = joint_step(state, batch, jax.random.fold_in(step_key, step))
             bar.update(1)
             if (step + 1) % 100 == 0 or step + 1 == steps:

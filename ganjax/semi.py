@@ -260,7 +260,7 @@ def train_strategy(
     bar = tqdm(total=steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
     with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:
         for step in range(steps):
-            batch = parallel.shard_batch(next(batches), mesh, batch_axis=1)
+            batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
             states, metrics = train_step(states, batch, fold_in(step_keys, step))
             bar.update(1)
             if (step + 1) % 100 == 0 or step + 1 == steps:
@@ -301,7 +301,7 @@ def predict(classifiers: ModelState, images: np.ndarray, batch_size: int, mesh: 
         padding = batch_size - len(chunk)
         if padding:
             chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        sharded = parallel.shard_batch({"images": chunk}, mesh)["images"]
+        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
         outputs.append(np.asarray(logits_fn(classifiers, sharded))[:, : batch_size - padding])
     return np.concatenate(outputs, axis=1)
 

@@ -125,8 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     timer_start, timed_steps = None, 0  # throughput excludes the first step's compilation
     try:
         for step in range(start_step + 1, total + 1):
-            host_batch = data.process_slice(next(batches), jax.process_index(), jax.process_count(), axis=1)
-            batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
+            batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
             state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
             # Summed on device without blocking; averaged over the window when logged.
             metric_sums = metrics if metric_sums is None else jax.tree.map(jax.numpy.add, metric_sums, metrics)
