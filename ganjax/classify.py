@@ -183,20 +183,9 @@ def predict(
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     images = images.astype(np.float32, copy=False)
     mesh = parallel.make_mesh() if mesh is None else mesh
-    num_images = len(images)
-    # Round up so each batch splits over the mesh, and shrink to the data when it is small.
-    batch_size = min(batch_size, max(num_images, 1))
-    batch_size = -(-batch_size // mesh.size) * mesh.size
     eval_step = _jitted_eval_step(mesh)
     state = parallel.replicate(state, mesh)
-    logits = []
-    for start in range(0, num_images, batch_size):
-        chunk = images[start : start + batch_size]
-        padding = batch_size - len(chunk)
-        if padding:
-            chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
-        logits.append(np.asarray(eval_step(state, sharded))[: batch_size - padding])
+    logits = parallel.map_in_chunks(lambda chunk: eval_step(state, chunk), images, batch_size, mesh)
     if not logits:
         output = jax.eval_shape(classifier_eval_step, state, jax.ShapeDtypeStruct((1, *images.shape[1:]), np.float32))
         return np.zeros((0, output.shape[-1]), np.float32)

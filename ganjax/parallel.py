@@ -87,6 +87,29 @@ def shard_global_batch(global_batch: dict[str, np.ndarray], mesh: Mesh, batch_ax
     return shard_batch(local, mesh, batch_axis)
 
 
+def map_in_chunks(
+    apply_chunk: Callable[[jax.Array], jax.Array], images: np.ndarray, batch_size: int, mesh: Mesh,
+    output_axis: int = 0,
+) -> list[np.ndarray]:
+    """`apply_chunk` over images [N, ...] in fixed-size chunks sharded over `mesh`.
+
+    The chunk size is rounded up to a multiple of the mesh size (and shrunk to N when N is
+    small); the last chunk is padded with zeros and its padding dropped from the output along
+    `output_axis`, so `apply_chunk` compiles once. Returns the outputs per chunk, as numpy,
+    for the caller to concatenate along output_axis (an empty list when N is 0).
+    """
+    batch_size = -(-min(batch_size, max(len(images), 1)) // mesh.size) * mesh.size
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        padding = batch_size - len(chunk)
+        if padding:
+            chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
+        output = np.asarray(apply_chunk(shard_global_batch({"images": chunk}, mesh)["images"]))
+        outputs.append(np.take(output, np.arange(batch_size - padding), axis=output_axis))
+    return outputs
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf of `tree` on all devices of `mesh`."""
     return jax.device_put(tree, replicated(mesh))

@@ -311,17 +311,10 @@ def predict_seeds(states: ModelState, images: np.ndarray, batch_size: int, mesh:
 
     Fixed-size chunks (the last padded), so the network compiles once per image shape.
     """
-    batch_size = -(-min(batch_size, max(len(images), 1)) // mesh.size) * mesh.size
     evaluate = _jitted_multi_seed_eval(mesh)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        padding = batch_size - len(chunk)
-        if padding:
-            chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
-        outputs.append(np.asarray(evaluate(states, sharded))[:, : batch_size - padding])
-    return np.concatenate(outputs, axis=1)
+    return np.concatenate(
+        parallel.map_in_chunks(lambda chunk: evaluate(states, chunk), images, batch_size, mesh, output_axis=1), axis=1
+    )
 
 
 def rarest_classes(counts: np.ndarray, how_many: int) -> np.ndarray:

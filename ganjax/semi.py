@@ -293,17 +293,11 @@ def _jitted_logits(mesh: jax.sharding.Mesh) -> Callable:
 def predict(classifiers: ModelState, images: np.ndarray, batch_size: int, mesh: jax.sharding.Mesh) -> np.ndarray:
     """Class logits [S, N, K] of S stacked classifiers on images [N, H, W, C] in [-1, 1]; fixed-size
     chunks (the last padded) so the network compiles once."""
-    batch_size = -(-min(batch_size, max(len(images), 1)) // mesh.size) * mesh.size
     logits_fn = _jitted_logits(mesh)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        padding = batch_size - len(chunk)
-        if padding:
-            chunk = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), np.float32)])
-        sharded = parallel.shard_global_batch({"images": chunk}, mesh)["images"]
-        outputs.append(np.asarray(logits_fn(classifiers, sharded))[:, : batch_size - padding])
-    return np.concatenate(outputs, axis=1)
+    return np.concatenate(
+        parallel.map_in_chunks(lambda chunk: logits_fn(classifiers, chunk), images, batch_size, mesh, output_axis=1),
+        axis=1,
+    )
 
 
 def evaluate(classifiers: ModelState, test_set: data.Dataset, config, mesh) -> list[dict[str, Any]]:
