@@ -274,6 +274,16 @@ def test_label_file_missing_a_class_is_rejected(tmp_path):
         semi.labelled_indices(os.fspath(tmp_path), train_set, config)
 
 
+def test_label_file_listing_an_image_twice_is_rejected(tmp_path):
+    config = _tiny_config()
+    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
+    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    data.save_indices(tmp_path / data.SUBSET_INDICES_FILE, np.concatenate([labelled, labelled[:1]]),
+                      {"num_examples": len(train_set)})
+    with pytest.raises(ValueError, match="lists some image twice"):
+        semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+
+
 def test_strategy_of_the_other_experiment_is_named():
     config = _tiny_config()
     config.experiment.strategies = "semi_gan,oversample"
