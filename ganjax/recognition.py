@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ganjax import data, metrics, parallel
 from ganjax.augment import Augmentation, check_augmentation
 from ganjax.state import GeneratorSource, ModelState, create_classifier_state
-from ganjax.steps import ClassifierStepSpec, classifier_eval_step, make_multi_seed_step
+from ganjax.steps import ClassifierStepSpec, classifier_eval_step, make_multi_seed_step, over_seeds
 
 STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment")
 GAN_MODES = ("two_stage", "joint")
@@ -300,7 +300,7 @@ def check_finite_loss(loss: float, step: int, config) -> None:
 @functools.cache
 def _jitted_multi_seed_eval(mesh: jax.sharding.Mesh):
     return jax.jit(
-        jax.vmap(classifier_eval_step, in_axes=(0, None)),
+        over_seeds(classifier_eval_step, in_axes=(0, None)),
         in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
         out_shardings=parallel.replicated(mesh),
     )

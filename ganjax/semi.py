@@ -34,10 +34,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ganjax import data, parallel
+from ganjax import data, parallel, steps
 from ganjax.augment import Augmentation, check_augmentation
 from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDiscriminator
 from ganjax.state import GANState, ModelState, create_model_state
+from ganjax.steps import FewLabelSpec, few_label_logits, over_seeds
 
 FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
 GAN_STRATEGIES = ("semi_gan", "acgan")
@@ -152,8 +153,6 @@ def init_state(strategy: str, config, num_classes: int, images: jnp.ndarray, key
 
 
 def step_spec(strategy: str, config):
-    from ganjax.steps import FewLabelSpec
-
     augmentation = None
     if strategy == "supervised_augment":
         e = config.experiment
@@ -168,8 +167,6 @@ def step_spec(strategy: str, config):
 
 def make_step(strategy: str, spec, num_classes: int) -> Callable:
     """One seed's pure step (state, batch, key) -> (state, metrics) for `strategy`."""
-    from ganjax import steps
-
     if strategy == "semi_gan":
         return steps.make_semi_gan_step(spec)
     if strategy == "acgan":
@@ -192,8 +189,6 @@ def jitted_multi_seed_step(
 ) -> Callable:
     """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
     (states, metrics [S]); states replicated and donated, batches sharded on their batch axis."""
-    from ganjax.steps import over_seeds
-
     step = over_seeds(make_step(strategy, spec, num_classes), in_axes=(0, 0, 0), vectorize=dense_only)
     return parallel.jit_step(step, mesh, batch_axis=1)
 
@@ -256,14 +251,14 @@ def train_strategy(
     train_step = jitted_multi_seed_step(
         strategy, step_spec(strategy, config), train_set.num_classes, mesh, dense_only(strategy, config)
     )
-    num_seeds, steps = config.experiment.num_seeds, config.semi.steps
-    bar = tqdm(total=steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
+    num_seeds, num_steps = config.experiment.num_seeds, config.semi.steps
+    bar = tqdm(total=num_steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
     with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:
-        for step in range(steps):
+        for step in range(num_steps):
             batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
             states, metrics = train_step(states, batch, fold_in(step_keys, step))
             bar.update(1)
-            if (step + 1) % 100 == 0 or step + 1 == steps:
+            if (step + 1) % 100 == 0 or step + 1 == num_steps:
                 values = {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
                 if not all(np.isfinite(v) for v in values.values()):
                     raise FloatingPointError(
@@ -281,10 +276,8 @@ def classifier_of(states) -> ModelState:
 
 @functools.cache
 def _jitted_logits(mesh: jax.sharding.Mesh) -> Callable:
-    from ganjax.steps import few_label_logits
-
     return jax.jit(
-        jax.vmap(few_label_logits, in_axes=(0, None)),
+        over_seeds(few_label_logits, in_axes=(0, None)),
         in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
         out_shardings=parallel.replicated(mesh),
     )
@@ -320,7 +313,7 @@ def _sample(generators: ModelState, noise: jax.Array, labels: jax.Array, conditi
         # An unconditional generator ignores (MLP) or has a single class for (DCGAN) its labels.
         return generator.apply_fn(variables, noise, labels if conditional else jnp.zeros_like(labels), train=False)
 
-    return jax.vmap(one)(generators)
+    return over_seeds(one, in_axes=(0,))(generators)
 
 
 def sample_images(states: GANState, strategy: str, labels: np.ndarray, noise_dim: int, key: jax.Array,

@@ -255,7 +255,7 @@ def over_seeds(fn: Callable, in_axes: tuple[int | None, ...], vectorize: bool = 
 
     Why unrolled: batching a convolution over per-seed weights turns it into a grouped
     convolution, which XLA:CPU runs several times slower than S plain ones (SmallCNN
-    classifier step, 5 seeds: 3.4x; DCGAN-generator semi-supervised step, 3 seeds: 3.1x;
+    classifier step, 5 seeds: 3.3x; DCGAN-generator semi-supervised step, 3 seeds: 3.0x;
     benchmarks/seed_loop.py). Networks of dense layers only batch well: vectorize them.
     """
     if vectorize:
