@@ -58,10 +58,11 @@ def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+def check_batch_size(batch_size: int, mesh: Mesh, key: str = "train.batch_size") -> None:
+    """Raises ValueError naming config key `key` if `batch_size` does not split over the mesh."""
     if batch_size % mesh.size:
         raise ValueError(
-            f"config.train.batch_size={batch_size} does not split over {mesh.size} devices; "
+            f"config.{key}={batch_size} does not split over {mesh.size} devices; "
             f"use a multiple of {mesh.size}."
         )
 

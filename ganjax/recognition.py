@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,9 +171,10 @@ def build_classifier_module(config, num_classes: int):
     return build_classifier(c.model, num_classes, c.width, c.norm, c.dropout)
 
 
-def seed_keys(config, num_seeds: int) -> tuple[jax.Array, jax.Array]:
-    """(init keys [S], step keys [S]): seed s's keys, the same for every strategy."""
-    root = jax.random.fold_in(jax.random.key(config.seed), CLASSIFIER_STREAM)
+def seed_keys(config, num_seeds: int, stream: int = CLASSIFIER_STREAM) -> tuple[jax.Array, jax.Array]:
+    """(init keys [S], step keys [S]): seed s's keys, the same for every strategy; `stream`
+    keeps one experiment's keys apart from another's (and from the GAN's)."""
+    root = jax.random.fold_in(jax.random.key(config.seed), stream)
     keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(root, s)))(jnp.arange(num_seeds))
     return keys[:, 0], keys[:, 1]
 
@@ -298,9 +299,11 @@ def check_finite_loss(loss: float, step: int, config) -> None:
 
 
 @functools.cache
-def _jitted_multi_seed_eval(mesh: jax.sharding.Mesh):
+def jitted_multi_seed_eval(mesh: jax.sharding.Mesh, eval_fn: Callable = classifier_eval_step) -> Callable:
+    """(states [S], images [B, ...]) -> outputs [S, B, ...] of `eval_fn(state, images)` for S
+    stacked states in one program; states replicated, images sharded over `mesh`."""
     return jax.jit(
-        over_seeds(classifier_eval_step, in_axes=(0, None)),
+        over_seeds(eval_fn, in_axes=(0, None)),
         in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
         out_shardings=parallel.replicated(mesh),
     )
@@ -311,7 +314,7 @@ def predict_seeds(states: ModelState, images: np.ndarray, batch_size: int, mesh:
 
     Fixed-size chunks (the last padded), so the network compiles once per image shape.
     """
-    evaluate = _jitted_multi_seed_eval(mesh)
+    evaluate = jitted_multi_seed_eval(mesh)
     return np.concatenate(
         parallel.map_in_chunks(lambda chunk: evaluate(states, chunk), images, batch_size, mesh, output_axis=1), axis=1
     )

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ganjax import data, parallel, steps
+from ganjax import data, parallel, recognition, steps
 from ganjax.augment import Augmentation, check_augmentation
 from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDiscriminator
 from ganjax.state import GANState, ModelState, create_model_state
@@ -204,7 +204,7 @@ class FewLabelBatches:
         self.labelled = np.asarray(labelled)
         self.labelled_batch_size = config.semi.labelled_batch_size
         self.batch_size = config.semi.batch_size
-        self.seeds = [int(config.seed) * 1000 + s for s in range(config.experiment.num_seeds)]
+        self.seeds = [recognition.data_seed(config, s) for s in range(config.experiment.num_seeds)]
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         labelled = np.stack([
@@ -224,9 +224,7 @@ class FewLabelBatches:
 
 def seed_keys(config) -> tuple[jax.Array, jax.Array]:
     """(init keys [S], step keys [S]); seed s's keys are the same for every strategy."""
-    root = jax.random.fold_in(jax.random.key(config.seed), FEW_LABEL_STREAM)
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(root, s)))(jnp.arange(config.experiment.num_seeds))
-    return keys[:, 0], keys[:, 1]
+    return recognition.seed_keys(config, config.experiment.num_seeds, stream=FEW_LABEL_STREAM)
 
 
 def train_strategy(
@@ -238,10 +236,8 @@ def train_strategy(
     Returns:
       the S states stacked along a leading axis (GANStates or classifier ModelStates).
     """
-    for name in ("semi.batch_size", "semi.labelled_batch_size"):
-        size = config.semi[name.split(".")[1]]
-        if size % mesh.size:
-            raise ValueError(f"Config key {name!r}={size} does not split over {mesh.size} devices; use a multiple.")
+    parallel.check_batch_size(config.semi.batch_size, mesh, "semi.batch_size")
+    parallel.check_batch_size(config.semi.labelled_batch_size, mesh, "semi.labelled_batch_size")
     init_keys, step_keys = seed_keys(config)
     images = jnp.asarray(init_images(train_set, config))
     states = jax.vmap(lambda key: init_state(strategy, config, train_set.num_classes, images, key))(init_keys)
@@ -274,19 +270,10 @@ def classifier_of(states) -> ModelState:
     return states.discriminator if isinstance(states, GANState) else states
 
 
-@functools.cache
-def _jitted_logits(mesh: jax.sharding.Mesh) -> Callable:
-    return jax.jit(
-        over_seeds(few_label_logits, in_axes=(0, None)),
-        in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-        out_shardings=parallel.replicated(mesh),
-    )
-
-
 def predict(classifiers: ModelState, images: np.ndarray, batch_size: int, mesh: jax.sharding.Mesh) -> np.ndarray:
     """Class logits [S, N, K] of S stacked classifiers on images [N, H, W, C] in [-1, 1]; fixed-size
     chunks (the last padded) so the network compiles once."""
-    logits_fn = _jitted_logits(mesh)
+    logits_fn = recognition.jitted_multi_seed_eval(mesh, few_label_logits)
     return np.concatenate(
         parallel.map_in_chunks(lambda chunk: logits_fn(classifiers, chunk), images, batch_size, mesh, output_axis=1),
         axis=1,
@@ -295,12 +282,12 @@ def predict(classifiers: ModelState, images: np.ndarray, batch_size: int, mesh: 
 
 def evaluate(classifiers: ModelState, test_set: data.Dataset, config, mesh) -> list[dict[str, Any]]:
     """Per-seed test metrics (FEW_LABEL_METRICS, per_class_recall, confusion) of S classifiers."""
-    from ganjax.recognition import evaluate_logits
-
     logits = predict(classifiers, data.to_model_range(test_set.images), config.experiment.eval_batch_size, mesh)
     results = []
     for seed_logits in logits:
-        result = evaluate_logits(seed_logits, test_set.labels, np.array([], np.int64), config.experiment.ece_bins)
+        result = recognition.evaluate_logits(
+            seed_logits, test_set.labels, np.array([], np.int64), config.experiment.ece_bins
+        )
         result.pop("rare_class_accuracy")
         results.append(result)
     return results
