@@ -152,6 +152,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.labelled_batch_size = 100  # labelled images per step, drawn from the labelled subset
     config.semi.learning_rate = 3e-3  # Adam (b1 from optim.b1), cosine-decayed over semi.steps
     config.semi.unlabelled_weight = 1.0  # weight of the K+1 GAN's unsupervised loss
+    config.semi.entropy_weight = 0.0  # K+1 GAN: weight of the prediction entropy on unlabelled images
+    # Test the classifier with an exponential moving (Polyak) average of its params, this decay
+    # (0 = the last step's params); every strategy alike.
+    config.semi.average_decay = 0.0
     config.semi.acgan_class_weight = 1.0  # weight of AC-GAN's auxiliary classification losses
     config.semi.generator_eval_samples = 10000  # AC-GAN samples judged by the domain classifier; 0 skips
     return config
@@ -334,12 +338,17 @@ def _validate_semi(given: dict) -> None:
     for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size", "semi.labelled_batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
-    for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.acgan_class_weight",
-                 "semi.generator_eval_samples"]:
+    for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
+                 "semi.acgan_class_weight", "semi.generator_eval_samples"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
     if not 0.0 <= given["semi.input_dropout"] < 1.0:
         raise ValueError(f"Config key 'semi.input_dropout' must be in [0, 1), got {given['semi.input_dropout']}.")
+    if not 0.0 <= given["semi.average_decay"] < 1.0:
+        raise ValueError(
+            f"Config key 'semi.average_decay' must be in [0, 1) (0 = test the last step's params), "
+            f"got {given['semi.average_decay']}."
+        )
     if given["semi.learning_rate"] <= 0:
         raise ValueError(f"Config key 'semi.learning_rate' must be positive, got {given['semi.learning_rate']}.")
     parse_hidden(given["semi.hidden"])

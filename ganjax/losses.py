@@ -94,6 +94,14 @@ def semi_supervised_discriminator_loss(
     return supervised, unlabelled_weight * unsupervised
 
 
+def mean_entropy(logits: jnp.ndarray) -> jnp.ndarray:
+    """Mean entropy (nats) of the softmax of logits [B, K]; minimised on unlabelled images it
+    pushes a classifier's decision boundaries away from them (Grandvalet & Bengio 2005; used
+    with the K+1 GAN by Dai et al. 2017)."""
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1))
+
+
 def feature_matching_loss(real_features: jnp.ndarray, fake_features: jnp.ndarray) -> jnp.ndarray:
     """Salimans et al. 2016, Sec. 3.1: || E f(x) - E f(G(z)) ||^2 over a batch, as the mean over
     features of the squared difference of batch means; features [B, F]."""

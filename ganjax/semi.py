@@ -160,6 +160,7 @@ def step_spec(strategy: str, config):
     return FewLabelSpec(
         noise_dim=config.semi.noise_dim,
         unlabelled_weight=float(config.semi.unlabelled_weight),
+        entropy_weight=float(config.semi.entropy_weight),
         class_weight=float(config.semi.acgan_class_weight),
         augmentation=augmentation,
     )
@@ -176,6 +177,22 @@ def make_step(strategy: str, spec, num_classes: int) -> Callable:
     raise ValueError(f"Unknown few-label strategy {strategy!r}; choose from {FEW_LABEL_STRATEGIES}.")
 
 
+def with_average(step: Callable, decay: float) -> Callable:
+    """`step` over (state, average): also keeps an exponential moving (Polyak) average of the
+    classifier's params, decay warmed up as `steps.ema_decay_at` (Salimans et al.'s code tests
+    the averaged parameters)."""
+
+    def averaged_step(carry, batch, key):
+        state, average = carry
+        state, metrics = step(state, batch, key)
+        classifier = classifier_of(state)
+        rate = steps.ema_decay_at(classifier.step, decay)
+        average = jax.tree.map(lambda a, p: rate * a + (1.0 - rate) * p, average, classifier.params)
+        return (state, average), metrics
+
+    return averaged_step
+
+
 def dense_only(strategy: str, config) -> bool:
     """Whether every network the strategy trains is made of dense layers (then seeds are
     vectorised with vmap; convolutions are not, see ganjax.steps.over_seeds)."""
@@ -185,11 +202,16 @@ def dense_only(strategy: str, config) -> bool:
 
 @functools.cache
 def jitted_multi_seed_step(
-    strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh, dense_only: bool = False
+    strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh, dense_only: bool = False,
+    average_decay: float = 0.0,
 ) -> Callable:
     """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
-    (states, metrics [S]); states replicated and donated, batches sharded on their batch axis."""
-    step = over_seeds(make_step(strategy, spec, num_classes), in_axes=(0, 0, 0), vectorize=dense_only)
+    (states, metrics [S]); states replicated and donated, batches sharded on their batch axis.
+    With average_decay > 0 the states are (state, averaged classifier params) (`with_average`)."""
+    step = make_step(strategy, spec, num_classes)
+    if average_decay > 0:
+        step = with_average(step, average_decay)
+    step = over_seeds(step, in_axes=(0, 0, 0), vectorize=dense_only)
     return parallel.jit_step(step, mesh, batch_axis=1)
 
 
@@ -234,18 +256,24 @@ def train_strategy(
     """Trains config.experiment.num_seeds models of `strategy` for semi.steps steps.
 
     Returns:
-      the S states stacked along a leading axis (GANStates or classifier ModelStates).
+      (states, averaged): the S states stacked along a leading axis (GANStates or classifier
+      ModelStates) and, if semi.average_decay > 0, the S classifiers with their params replaced
+      by the Polyak averages (else None).
     """
     parallel.check_batch_size(config.semi.batch_size, mesh, "semi.batch_size")
     parallel.check_batch_size(config.semi.labelled_batch_size, mesh, "semi.labelled_batch_size")
     init_keys, step_keys = seed_keys(config)
     images = jnp.asarray(init_images(train_set, config))
     states = jax.vmap(lambda key: init_state(strategy, config, train_set.num_classes, images, key))(init_keys)
+    average_decay = float(config.semi.average_decay)
+    if average_decay > 0:
+        states = (states, jax.tree.map(jnp.copy, classifier_of(states).params))  # own buffers: both are donated
     states = parallel.replicate(states, mesh)
     step_keys = parallel.replicate(step_keys, mesh)
     fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
     train_step = jitted_multi_seed_step(
-        strategy, step_spec(strategy, config), train_set.num_classes, mesh, dense_only(strategy, config)
+        strategy, step_spec(strategy, config), train_set.num_classes, mesh, dense_only(strategy, config),
+        average_decay,
     )
     num_seeds, num_steps = config.experiment.num_seeds, config.semi.steps
     bar = tqdm(total=num_steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
@@ -262,7 +290,10 @@ def train_strategy(
                         f"(now {config.semi.learning_rate})."
                     )
                 bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
-    return states
+    if average_decay > 0:
+        states, average = states
+        return states, classifier_of(states).replace(params=average)
+    return states, None
 
 
 def classifier_of(states) -> ModelState:
@@ -362,12 +393,14 @@ def _save_json(path: str, record: dict) -> None:
 def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, workdir: str, progress: bool) -> dict:
     """Trains, evaluates and records one strategy; returns {"per_seed", "generator", "wall_seconds"}."""
     start = time.perf_counter()
-    states = train_strategy(strategy, config, train_set, labelled, mesh, progress=progress)
+    states, averaged = train_strategy(strategy, config, train_set, labelled, mesh, progress=progress)
     train_seconds = time.perf_counter() - start
-    per_seed = evaluate(classifier_of(states), test_set, config, mesh)
+    last_iterate = evaluate(classifier_of(states), test_set, config, mesh)
+    per_seed = last_iterate if averaged is None else evaluate(averaged, test_set, config, mesh)
     generator = generator_quality(states, strategy, train_set, config, workdir) if strategy in GAN_STRATEGIES else {}
     record = {
         "per_seed": per_seed,
+        "last_iterate_accuracy": [result["accuracy"] for result in last_iterate],
         "generator": generator,
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
@@ -425,6 +458,8 @@ def run_few_label_experiment(config, workdir: str, progress: bool = True) -> dic
         "budget": {"steps": config.semi.steps, "batch_size": config.semi.batch_size,
                    "labelled_batch_size": config.semi.labelled_batch_size},
         "generator": {name: record["generator"] for name, record in records.items() if record["generator"]},
+        "average_decay": float(config.semi.average_decay),
+        "last_iterate_accuracy": {name: record.get("last_iterate_accuracy") for name, record in records.items()},
         "wall_seconds": {**{name: record["wall_seconds"] for name, record in records.items()},
                          "total_this_run": time.perf_counter() - start},
         "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
@@ -454,9 +489,13 @@ def _notes(meta: dict) -> str:
         f"{meta['num_unlabelled']} unlabelled (the whole train split), {meta['num_test']} test images.",
         f"- Budget: {budget['steps']} steps for every strategy, {budget['labelled_batch_size']} labelled + "
         f"{budget['batch_size']} unlabelled (+ as many generated) images per step.",
-        "- No validation split and no early stopping: the accuracy is the last step's.",
+        "- No validation split and no early stopping: every classifier is tested after the last step.",
         f"- Seeds: {meta['seed_handling']}",
     ]
+    if meta["average_decay"] > 0:
+        last = {name: f"{100 * np.mean(values):.1f}" for name, values in meta["last_iterate_accuracy"].items() if values}
+        lines.append(f"- Tested with a Polyak (exponential moving) average of the classifier's params, decay "
+                     f"{meta['average_decay']}; accuracy (%) with the last step's params instead: {last}.")
     for name, generator in meta["generator"].items():
         line = f"- {name} generator: samples in {generator['samples_png']}"
         if "conditional_accuracy" in generator:

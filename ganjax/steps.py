@@ -314,12 +314,15 @@ class FewLabelSpec(NamedTuple):
     """The static part of a few-label step (hashable: one compile per spec).
 
     noise_dim: generator noise size; unlabelled_weight: weight of the K+1 GAN's unsupervised
-    loss; class_weight: weight of AC-GAN's auxiliary classification losses; augmentation:
-    classic augmentation of the labelled images (supervised baseline), or None.
+    loss; entropy_weight: weight of the K+1 GAN's entropy term on the unlabelled images
+    (`losses.mean_entropy`, 0 = none); class_weight: weight of AC-GAN's auxiliary
+    classification losses; augmentation: classic augmentation of the labelled images
+    (supervised baseline), or None.
     """
 
     noise_dim: int = 100
     unlabelled_weight: float = 1.0
+    entropy_weight: float = 0.0
     class_weight: float = 1.0
     augmentation: Augmentation | None = None
 
@@ -345,7 +348,8 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
     batch: labelled_images [B_l, H, W, C], labels [B_l], unlabelled_images [B_u, H, W, C]
     (float32 in [-1, 1]). D minimises cross-entropy on the labelled images plus the K+1
     real/fake loss on the unlabelled images and B_u generated ones
-    (`losses.semi_supervised_discriminator_loss`); G minimises feature matching between the
+    (`losses.semi_supervised_discriminator_loss`), plus spec.entropy_weight x the entropy of its
+    class prediction on the unlabelled images; G minimises feature matching between the
     unlabelled and generated images at D's last hidden layer (`losses.feature_matching_loss`).
     """
 
@@ -367,9 +371,11 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
                 labelled_logits, batch["labels"], unlabelled_logits, logits[num_labelled + num_unlabelled :],
                 spec.unlabelled_weight,
             )
+            entropy = losses.mean_entropy(unlabelled_logits)
             accuracy = jnp.mean(jnp.argmax(labelled_logits, axis=-1) == batch["labels"])
-            return supervised + unsupervised, {"d_supervised": supervised, "d_unsupervised": unsupervised,
-                                               "labelled_accuracy": accuracy}
+            return supervised + unsupervised + spec.entropy_weight * entropy, {
+                "d_supervised": supervised, "d_unsupervised": unsupervised, "d_entropy": entropy,
+                "labelled_accuracy": accuracy}
 
         d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(discriminator.params)
         discriminator = discriminator.apply_gradients(grads=d_grads)

@@ -48,6 +48,48 @@ def test_feature_matching_is_squared_difference_of_means():
     assert float(losses.feature_matching_loss(fake + 3.0, fake + 3.0)) == 0.0
 
 
+def test_mean_entropy_is_log_k_when_uniform_and_zero_when_certain():
+    np.testing.assert_allclose(losses.mean_entropy(jnp.zeros((3, 4))), math.log(4), rtol=1e-6)
+    certain = jnp.array([[50.0, 0.0, 0.0], [0.0, 0.0, 50.0]])
+    assert float(losses.mean_entropy(certain)) < 1e-6
+
+
+def test_entropy_weight_enters_the_discriminator_update():
+    config = _tiny_config()
+    batch = _batch()
+    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    updated = {}
+    for weight in (0.0, 5.0):
+        config.semi.entropy_weight = weight
+        step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+        new_state, metrics = step(state, batch, jax.random.key(1))
+        assert 0.0 <= float(metrics["d_entropy"]) <= math.log(3) + 1e-6
+        updated[weight] = new_state.discriminator.params
+    difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), updated[0.0], updated[5.0])
+    assert max(jax.tree.leaves(difference)) > 1e-6
+
+
+def test_polyak_average_follows_the_params():
+    config = _tiny_config()
+    batch = _batch()
+    spec = semi.step_spec("supervised", config)
+    state = semi.init_state("supervised", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    step = jax.jit(semi.make_step("supervised", spec, 3))
+    averaged_step = jax.jit(semi.with_average(semi.make_step("supervised", spec, 3), 0.9))
+    carry = (state, jax.tree.map(jnp.copy, state.params))
+    expected = state.params
+    for index in range(5):
+        key = jax.random.key(index)
+        state, _ = step(state, batch, key)
+        carry, _ = averaged_step(carry, batch, key)
+        rate = min(0.9, (1.0 + index + 1) / (10.0 + index + 1))  # steps.ema_decay_at after update index + 1
+        expected = jax.tree.map(lambda a, p: rate * a + (1 - rate) * p, expected, state.params)
+    chex.assert_trees_all_close(carry[0].params, state.params)
+    chex.assert_trees_all_close(carry[1], expected, rtol=1e-5, atol=1e-6)
+    gap = jax.tree.map(lambda a, p: float(jnp.max(jnp.abs(a - p))), carry[1], state.params)
+    assert max(jax.tree.leaves(gap)) > 1e-4  # an average, not a copy of the last params
+
+
 @pytest.mark.parametrize("module", [
     NoisyMLPDiscriminator(num_classes=3, hidden=(16, 8)),
     NoisyConvDiscriminator(num_classes=3, width=4),
@@ -196,6 +238,7 @@ def test_acgan_step_needs_classes_for_its_generator():
 def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     workdir = os.fspath(tmp_path / "run")
     config = _tiny_config(strategy_steps=40)
+    config.semi.average_decay = 0.9
     result = experiment.run_experiment(config, workdir, progress=False)
     saved = json.loads(open(os.path.join(workdir, "report.json")).read())
     assert set(saved) == set(semi.FEW_LABEL_STRATEGIES) | {"meta"}
@@ -210,7 +253,10 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     for name in ("report.md", "confusion_matrix.png", "per_class_recall.png", "samples_semi_gan.png",
                  "samples_acgan.png", "subset_indices.json"):
         assert os.path.exists(os.path.join(workdir, name)), name
-    assert "| semi_gan |" in open(os.path.join(workdir, "report.md")).read()
+    markdown = open(os.path.join(workdir, "report.md")).read()
+    assert "| semi_gan |" in markdown and "Polyak" in markdown
+    last_iterate = saved["meta"]["last_iterate_accuracy"]
+    assert all(len(last_iterate[strategy]) == 2 for strategy in semi.FEW_LABEL_STRATEGIES)
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished strategy was trained again")
@@ -300,6 +346,8 @@ def test_strategy_of_the_other_experiment_is_named():
     ("steps", 0, "semi.steps"),
     ("input_noise", -0.1, "semi.input_noise"),
     ("learning_rate", 0.0, "semi.learning_rate"),
+    ("entropy_weight", -1.0, "semi.entropy_weight"),
+    ("average_decay", 1.0, "semi.average_decay"),
 ])
 def test_bad_semi_settings_are_named(key, value, message):
     config = _tiny_config()
