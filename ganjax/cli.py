@@ -3,12 +3,14 @@
     python -m ganjax.PROGRAM --config configs/NAME.py --workdir DIR [--config.KEY=VALUE ...]
 
 Bad input (an unknown key, a missing dataset, a mismatched checkpoint) ends in one line
-naming the problem, not a traceback.
+naming the problem, not a traceback. Every ganjax command turns on JAX's persistent
+compilation cache (`enable_compilation_cache`), so a rerun skips compiling its big steps.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -17,6 +19,30 @@ import ml_collections
 from ganjax.config import check_override_flags
 
 USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+CACHE_ENV = "GANJAX_COMPILATION_CACHE"
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "ganjax", "jax_compilation_cache")
+CACHE_OFF = ("off", "0", "none", "false")
+
+
+def enable_compilation_cache(path: str | None = None, min_compile_seconds: float = 1.0) -> str | None:
+    """Turns on JAX's persistent compilation cache; returns its directory, or None if off.
+
+    The directory is `path`, else $GANJAX_COMPILATION_CACHE, else ~/.cache/ganjax/
+    jax_compilation_cache; "off" turns it off. A directory already set with JAX's own
+    JAX_COMPILATION_CACHE_DIR or jax.config is kept. Programs that took at least
+    min_compile_seconds to compile are stored. Call it before the first compilation.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    path = path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    if path.strip().lower() in CACHE_OFF:
+        return None
+    path = os.path.expanduser(path)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    return path
 
 
 def run_config_program(
@@ -46,6 +72,7 @@ def run_config_program(
         del argv
         absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
         logging.getLogger("ganjax").setLevel(logging.INFO)
+        enable_compilation_cache()
         try:
             result = run(config_flag.value, workdir_flag.value)
         except USER_ERRORS as error:

@@ -29,6 +29,7 @@ import numpy as np
 
 import ganjax
 from ganjax import checkpoint, classify, data, metrics
+from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
 from ganjax.sample import load_generator
@@ -224,6 +225,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    enable_compilation_cache()
     try:
         results = evaluate(
             args.workdir, args.metrics, num=args.num, features=args.features, step=args.step, seed=args.seed,

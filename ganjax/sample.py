@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from ganjax import checkpoint, visualize
+from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.state import GANState, create_gan_state
 
@@ -114,6 +115,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    enable_compilation_cache()
     try:
         generator = load_generator(args.workdir, args.step, use_ema=not args.no_ema)
         if args.label is None:

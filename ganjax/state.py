@@ -67,14 +67,24 @@ def adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.Gradi
 def create_model_state(
     module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *example_inputs, **kwargs
 ) -> ModelState:
-    variables = module.init(key, *example_inputs, **kwargs)
-    state = ModelState.create(
-        apply_fn=module.apply,
-        params=variables["params"],
-        tx=tx,
-        batch_stats=variables.get("batch_stats", {}),
-    )
-    return state.replace(step=jnp.zeros((), jnp.int32))
+    """`module`'s variables and `tx`'s state, initialised from `key` and example inputs
+    (kwargs: static arguments of module.__call__, such as train=False).
+
+    Compiled as one program: run eagerly, Flax's init dispatches (and XLA compiles) every
+    initialiser op on its own, ~14 s of start-up for the default GAN on 2 CPU cores.
+    """
+
+    def create(key, *inputs):
+        variables = module.init(key, *inputs, **kwargs)
+        state = ModelState.create(
+            apply_fn=module.apply,
+            params=variables["params"],
+            tx=tx,
+            batch_stats=variables.get("batch_stats", {}),
+        )
+        return state.replace(step=jnp.zeros((), jnp.int32))
+
+    return jax.jit(create)(key, *example_inputs)
 
 
 def create_gan_state(
