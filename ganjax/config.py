@@ -83,6 +83,10 @@ def default_config() -> ml_collections.ConfigDict:
     # GAN batches drawn class-balanced (a class uniformly, then one of its images) rather than
     # epoch-shuffled: on long-tailed data D and G then see the tail classes as often as the head.
     config.train.class_balanced = False
+    # GAN steps per jitted call: K > 1 runs K steps in one `lax.scan` (ganjax.train), which on
+    # XLA:CPU saves the per-call dispatch (same results as 1). log_every, sample_every,
+    # checkpoint_every and eval.live_every must be multiples of it; 1 calls the step once per step.
+    config.train.steps_per_call = 1
 
     # Live sample-quality monitoring while training (ganjax.live); off by default because
     # it needs a domain classifier (trained and cached on first use: a few CPU minutes).
@@ -269,6 +273,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     if given["eval.live_every"] < 0:
         raise ValueError(f"Config key 'eval.live_every' must be >= 0 (0 = off), got {given['eval.live_every']}.")
+    _validate_steps_per_call(given)
     for name in ("eval.live_num_samples", "eval.live_classifier_steps"):
         if given[name] < 2:
             raise ValueError(f"Config key {name!r} must be at least 2, got {given[name]}.")
@@ -282,6 +287,22 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     _validate_recognition(given)
     _validate_semi(given)
     return config
+
+
+def _validate_steps_per_call(given: dict) -> None:
+    """train.steps_per_call >= 1, and every periodic event of the loop falls on a call boundary."""
+    steps_per_call = given["train.steps_per_call"]
+    if steps_per_call < 1:
+        raise ValueError(f"Config key 'train.steps_per_call' must be >= 1 (1 = one step per call), got {steps_per_call}.")
+    periods = ["train.log_every", "train.sample_every", "train.checkpoint_every"]
+    periods += ["eval.live_every"] if given["eval.live_every"] > 0 else []
+    misaligned = {name: given[name] for name in periods if given[name] % steps_per_call}
+    if misaligned:
+        raise ValueError(
+            f"Config keys {misaligned} must be multiples of 'train.steps_per_call'={steps_per_call}, since "
+            f"the loop logs, samples, checks and saves only between calls; make them multiples of "
+            f"{steps_per_call} or lower train.steps_per_call (1 always fits)."
+        )
 
 
 def _validate_recognition(given: dict) -> None:

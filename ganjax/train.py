@@ -13,7 +13,8 @@ import logging
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable
+
 
 import jax
 import ml_collections
@@ -24,7 +25,8 @@ from ganjax import checkpoint, data, live, parallel, visualize
 from ganjax.config import validate_config
 from ganjax.sample import class_grid_labels, generate_images
 from ganjax.state import GANState, create_gan_state
-from ganjax.steps import make_gan_train_step
+from ganjax.steps import Batch, Metrics, make_gan_train_step
+from ganjax.xla_cpu import canonicalize_convs
 
 METRICS_FILE = "metrics.jsonl"
 logger = logging.getLogger("ganjax")
@@ -66,6 +68,48 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         )
 
 
+def make_multi_step(
+    train_step: Callable[[GANState, Batch, jax.Array], tuple[GANState, Metrics]],
+) -> Callable[[GANState, Batch, jax.Array], tuple[GANState, Metrics]]:
+    """`train_step` over K stacked batches in one `lax.scan`: (state, batches, keys) -> (state,
+    metrics), with batches [K, n_critic, B, ...], keys [K] and each metric [K], step by step.
+
+    The scanned body is `canonicalize_convs(train_step)`: convolutions inside a loop body stay
+    non-canonical on XLA:CPU and run several times slower (ganjax/xla_cpu.py), and
+    canonicalize_convs does not reach into a scan it is given, so it wraps the step, not the scan.
+    """
+    canonical_step = canonicalize_convs(train_step)
+
+    def multi_step(state: GANState, batches: Batch, keys: jax.Array) -> tuple[GANState, Metrics]:
+        def body(state, inputs):
+            batch, key = inputs
+            return canonical_step(state, batch, key)
+
+        return jax.lax.scan(body, state, (batches, keys))
+
+    return multi_step
+
+
+@jax.jit
+def _step_keys(step_key: jax.Array, steps: jax.Array) -> jax.Array:
+    """fold_in(step_key, step) for each of steps [K]: the per-step loop's keys, stacked."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, steps)
+
+
+@jax.jit
+def _add_steps(sums: Metrics | None, stacked: Metrics) -> Metrics:
+    """Adds per-step metrics stacked on axis 0 to `sums` one step at a time (None: from the
+    first), in the order the per-step loop adds them, so window averages come out the same."""
+    for index in range(len(next(iter(stacked.values())))):
+        metrics = {name: value[index] for name, value in stacked.items()}
+        sums = metrics if sums is None else jax.tree.map(jax.numpy.add, sums, metrics)
+    return sums
+
+
+def _stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
+
+
 def _initial_state(
     config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, mesh: jax.sharding.Mesh
 ) -> tuple[GANState, int]:
@@ -97,6 +141,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     meta = checkpoint.make_meta(config, train_set.num_classes, train_set.image_shape, train_set.class_names)
 
     train_step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
+    # train.steps_per_call = K > 1: K steps per call on K-aligned steps, batches [K, n_critic, B, ...];
+    # steps before the first aligned one (a resume) and after the last (the tail) run one by one.
+    steps_per_call = config.train.steps_per_call
+    multi_step = parallel.jit_step(make_multi_step(make_gan_train_step(config)), mesh, batch_axis=2)
     n_critic = config.gan.n_critic
     batches = data.iterate_batches(
         train_set,
@@ -122,17 +170,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     last_record = _last_record(metrics_path, start_step)
     progress = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not is_chief)
     metric_sums, window_steps = None, 0
-    timer_start, timed_steps = None, 0  # throughput excludes the first step's compilation
+    timer_start, timed_steps = None, 0  # throughput excludes each step function's first call (compilation)
+    compiled = set()
+    step = start_step
     try:
-        for step in range(start_step + 1, total + 1):
-            batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
-            state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
-            # Summed on device without blocking; averaged over the window when logged.
-            metric_sums = metrics if metric_sums is None else jax.tree.map(jax.numpy.add, metric_sums, metrics)
-            window_steps += 1
-            timed_steps += 1
-            progress.update(1)
-            if timer_start is None:
+        while step < total:
+            if steps_per_call > 1 and step % steps_per_call == 0 and step + steps_per_call <= total:
+                step_fn, call_steps = multi_step, np.arange(step + 1, step + steps_per_call + 1)
+                host_batch = _stack_batches([next(batches) for _ in call_steps])
+                batch = parallel.shard_global_batch(host_batch, mesh, batch_axis=2)
+                state, metrics = multi_step(state, batch, _step_keys(step_key, call_steps))
+                metric_sums = _add_steps(metric_sums, metrics)
+            else:
+                step_fn, call_steps = train_step, [step + 1]
+                batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
+                state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step + 1))
+                # Summed on device without blocking; averaged over the window when logged.
+                metric_sums = metrics if metric_sums is None else jax.tree.map(jax.numpy.add, metric_sums, metrics)
+            step += len(call_steps)
+            window_steps += len(call_steps)
+            timed_steps += len(call_steps)
+            progress.update(len(call_steps))
+            if step_fn not in compiled:
+                compiled.add(step_fn)
                 jax.block_until_ready(metrics)
                 timer_start, timed_steps = time.perf_counter(), 0
 

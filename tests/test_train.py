@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO
 from ganjax import checkpoint, sample
+from ganjax.cli import enable_compilation_cache
 from ganjax.config import validate_config
 from ganjax.state import create_gan_state
 from ganjax.train import train_and_evaluate
@@ -118,6 +119,60 @@ def test_unknown_and_mistyped_config_keys_are_named(tiny_config):
     tiny_config.gan.loss = "wasserstein"
     with pytest.raises(ValueError, match="'gan.loss'.*hinge"):
         validate_config(tiny_config)
+
+
+def _records(workdir):
+    """metrics.jsonl without the wall-clock throughput."""
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [{name: value for name, value in record.items() if name != "images_per_sec"} for record in records]
+
+
+def test_steps_per_call_equals_one_step_per_call_and_resumes_unaligned(tiny_config, tmp_path):
+    """K=4 steps per call: the same state and logged metrics as K=1, bit for bit, with logging
+    windows of two calls, and steps 13-14 (train.steps not a multiple of K) one by one; a resume
+    from step 2 runs steps 3-4 one by one, then 5-8 in one call, in the same window."""
+    enable_compilation_cache()  # the session's cache (conftest): the four runs compile each program once
+    tiny_config.train.steps = 14
+    tiny_config.train.log_every = tiny_config.train.sample_every = tiny_config.train.checkpoint_every = 8
+    one, four, resumed = (str(tmp_path / name) for name in ("one", "four", "resumed"))
+    train_and_evaluate(tiny_config, one)
+    tiny_config.train.steps_per_call = 4
+    assert train_and_evaluate(tiny_config, four)["images_per_sec"] > 0
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, resumed)
+    tiny_config.train.steps = 14
+    train_and_evaluate(tiny_config, resumed)
+    (step_one, state_one), (step_four, state_four), (step_resumed, state_resumed) = (
+        _restore(workdir, tiny_config) for workdir in (one, four, resumed))
+    assert step_one == step_four == step_resumed == 14
+    assert _leaves_equal(state_one, state_four) and _leaves_equal(state_one, state_resumed)
+    assert [record["step"] for record in _records(four)] == [8, 14]
+    assert _records(four) == _records(one)
+    assert [record["step"] for record in _records(resumed)] == [2, 8, 14]
+    assert _records(resumed)[-1] == _records(one)[-1]  # the window 9-14 alike
+    assert sorted(os.listdir(os.path.join(four, "samples"))) == ["step_000008.png", "step_000014.png"]
+    saved = sorted(int(name) for name in os.listdir(checkpoint.checkpoint_dir(four)) if name.isdigit())
+    assert saved == [8, 14]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train.steps_per_call": 0}, r"'train.steps_per_call' must be >= 1"),
+    ({"train.steps_per_call": 4}, r"'train.log_every': 1.*multiples of 'train.steps_per_call'=4"),
+    ({"train.steps_per_call": 2, "train.log_every": 2, "eval.live_every": 3},
+     r"\{'eval.live_every': 3\}.*multiples of 'train.steps_per_call'=2"),
+])
+def test_bad_steps_per_call_is_named(tiny_config, overrides, message):
+    for name, value in overrides.items():
+        section, key = name.split(".")
+        tiny_config[section][key] = value
+    with pytest.raises(ValueError, match=message):
+        validate_config(tiny_config)
+
+
+def test_steps_per_call_fits_periods_and_live_off(tiny_config):
+    tiny_config.train.steps_per_call, tiny_config.train.log_every = 2, 2  # sample/checkpoint every 2
+    tiny_config.eval.live_every = 0  # off: any steps_per_call fits
+    validate_config(tiny_config)
 
 
 def _train_command(workdir, *extra):
