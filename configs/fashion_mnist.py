@@ -15,4 +15,5 @@ def get_config():
     config.train.log_every = 100
     config.train.sample_every = 1000
     config.train.checkpoint_every = 1000
+    config.train.steps_per_call = 10  # 10 GAN steps per jitted call (lax.scan): ~14% faster on CPU
     return config

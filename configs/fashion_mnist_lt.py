@@ -29,6 +29,7 @@ def get_config():
     config.train.log_every = 100
     config.train.sample_every = 500
     config.train.checkpoint_every = 500
+    config.train.steps_per_call = 10  # 10 GAN steps per jitted call (lax.scan): ~14% faster on CPU
     # Classifier, the same for every strategy.
     config.classifier.model = "cnn"
     config.classifier.width = 16

@@ -83,9 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
     # GAN batches drawn class-balanced (a class uniformly, then one of its images) rather than
     # epoch-shuffled: on long-tailed data D and G then see the tail classes as often as the head.
     config.train.class_balanced = False
-    # GAN steps per jitted call: K > 1 runs K steps in one `lax.scan` (ganjax.train), which on
-    # XLA:CPU saves the per-call dispatch (same results as 1). log_every, sample_every,
-    # checkpoint_every and eval.live_every must be multiples of it; 1 calls the step once per step.
+    # GAN steps per jitted call. K > 1 runs K steps in one `lax.scan` (ganjax.train) to the same
+    # state as 1 (bitwise on one device); log_every, sample_every, checkpoint_every and
+    # eval.live_every (when on) must then be multiples of K. 1 calls the step once per step.
     config.train.steps_per_call = 1
 
     # Live sample-quality monitoring while training (ganjax.live); off by default because

@@ -15,7 +15,6 @@ import os
 import time
 from typing import Any, Callable
 
-
 import jax
 import ml_collections
 import numpy as np
@@ -74,11 +73,12 @@ def make_multi_step(
     """`train_step` over K stacked batches in one `lax.scan`: (state, batches, keys) -> (state,
     metrics), with batches [K, n_critic, B, ...], keys [K] and each metric [K], step by step.
 
-    The scanned body is `canonicalize_convs(train_step)`: convolutions inside a loop body stay
-    non-canonical on XLA:CPU and run several times slower (ganjax/xla_cpu.py), and
+    On CPU the scanned body is `canonicalize_convs(train_step)`: convolutions inside a loop body
+    stay non-canonical on XLA:CPU and run several times slower (ganjax/xla_cpu.py), and
     canonicalize_convs does not reach into a scan it is given, so it wraps the step, not the scan.
     """
-    canonical_step = canonicalize_convs(train_step)
+    # On GPU / TPU XLA lays convolutions out itself, inside loops too: the step is scanned as it is.
+    canonical_step = canonicalize_convs(train_step) if jax.default_backend() == "cpu" else train_step
 
     def multi_step(state: GANState, batches: Batch, keys: jax.Array) -> tuple[GANState, Metrics]:
         def body(state, inputs):
