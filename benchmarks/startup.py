@@ -21,11 +21,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed_run(config: str, cache: str, workdir: str) -> float:
-    """Seconds of `python -m ganjax.train --config CONFIG --workdir WORKDIR --config.train.steps=2`."""
+def timed_run(config: str, cache: str, workdir: str, overrides: tuple[str, ...] = ("--config.train.steps=2",)) -> float:
+    """Seconds of `python -m ganjax.train --config CONFIG --workdir WORKDIR OVERRIDES...` with the
+    compilation cache in `cache` ("off" for none)."""
     env = dict(os.environ, GANJAX_COMPILATION_CACHE=cache, JAX_COMPILATION_CACHE_DIR="")
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, "-m", "ganjax.train", "--config", config, "--workdir", workdir, "--config.train.steps=2"]
+    command = [sys.executable, "-m", "ganjax.train", "--config", config, "--workdir", workdir, *overrides]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
