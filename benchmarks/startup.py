@@ -35,6 +35,11 @@ def timed_run(config: str, cache: str, workdir: str, overrides: tuple[str, ...] 
     return seconds
 
 
+def median_line(label: str, values: list[float], unit: str) -> str:
+    """"LABEL: median M UNIT [min-max] over N" for a benchmark's last lines."""
+    return f"{label}: median {statistics.median(values):.1f} {unit} [{min(values):.1f}-{max(values):.1f}] over {len(values)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/fashion_mnist.py")
@@ -52,8 +57,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"config {args.config}, 2 training steps, {os.cpu_count()} CPUs, load average {load:.1f}")
     for mode, values in times.items():
-        print(f"median wall time, cache {mode:>4s}: {statistics.median(values):.1f} s "
-              f"(min {min(values):.1f}, max {max(values):.1f})")
+        print(median_line(f"wall time, cache {mode:>4s}", values, "s"))
 
 
 if __name__ == "__main__":

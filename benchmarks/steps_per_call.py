@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 
-from startup import timed_run
+from startup import median_line, timed_run
 
 
 def throughput(workdir: str) -> list[float]:
@@ -49,8 +48,7 @@ def main() -> None:
                       f"{[round(rate) for rate in windows]} (load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"config {args.config}, {args.steps} steps per run, {os.cpu_count()} CPUs")
     for k, values in rates.items():
-        print(f"K={k}: median {statistics.median(values):.1f} images/s [{min(values):.1f}-{max(values):.1f}] "
-              f"over {len(values)} windows")
+        print(median_line(f"K={k}", values, "images/s") + " logging windows")
 
 
 if __name__ == "__main__":
