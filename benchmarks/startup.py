@@ -28,7 +28,7 @@ def timed_run(config: str, cache: str, workdir: str, overrides: tuple[str, ...] 
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "ganjax.train", "--config", config, "--workdir", workdir, *overrides]
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
