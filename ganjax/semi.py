@@ -410,13 +410,22 @@ def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, wor
     return record
 
 
+def _comparable(config_dict: dict) -> dict:
+    """A config as JSON data without experiment.strategies: which strategies a run lists does
+    not change any one strategy's result, so a later run may add strategies to a workdir."""
+    config_dict = json.loads(json.dumps(config_dict))
+    config_dict.get("experiment", {}).pop("strategies", None)
+    return config_dict
+
+
 def load_finished(workdir: str, strategy: str, config) -> dict | None:
-    """A finished strategy's record from an earlier run with the same config, else None."""
+    """A finished strategy's record from an earlier run with the same config (up to the list of
+    strategies), else None."""
     path = _strategy_path(workdir, strategy)
     if not os.path.exists(path):
         return None
     record = json.loads(open(path).read())
-    if record.get("config") != json.loads(json.dumps(config.to_dict())):
+    if _comparable(record.get("config", {})) != _comparable(config.to_dict()):
         raise ValueError(
             f"{path} was made with another config; use a fresh workdir, or delete {os.path.dirname(path)} to rerun."
         )

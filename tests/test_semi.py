@@ -366,3 +366,16 @@ def test_batch_that_does_not_split_over_devices_is_named():
 
     with pytest.raises(ValueError, match="semi.batch_size"):
         semi.train_strategy("supervised", config, train_set, np.arange(10), FakeMesh(), progress=False)
+
+
+def test_finished_strategy_reused_when_only_the_strategy_list_changes(tmp_path):
+    config = _tiny_config()
+    workdir = os.fspath(tmp_path)
+    record = {"per_seed": [{"accuracy": 0.5}], "generator": {}, "wall_seconds": 1.0, "config": config.to_dict()}
+    semi._save_json(semi._strategy_path(workdir, "semi_gan"), record)
+    config.experiment.strategies = "semi_gan,supervised"  # a later run that adds a strategy
+    assert semi.load_finished(workdir, "semi_gan", config)["per_seed"] == [{"accuracy": 0.5}]
+    assert semi.load_finished(workdir, "supervised", config) is None
+    config.semi.steps += 1
+    with pytest.raises(ValueError, match="another config"):
+        semi.load_finished(workdir, "semi_gan", config)
