@@ -4,7 +4,9 @@
         [--repeats 7] [--steps 20] [--channels-last auto|on|off] [--torch-threads N] [--smoke]
 
 Per batch size it times, round-robin (A, B, C, D, E, A, B, ...) so all see the same load:
-  A  ganjax's GAN step: the jitted, donated, sharded step the training loop runs;
+  A  ganjax's GAN step: the jitted, donated, sharded per-step function;
+  A2 (when the config's train.steps_per_call K > 1) the same steps K per call under
+     `lax.scan` (ganjax.train.make_multi_step), which is what the training loop then runs;
   B  a PyTorch eager twin of the same architecture (benchmarks/torch_reference.py);
   C  PyTorch's usual ConvTranspose conditional DCGAN (ngf = ndf = model.discriminator_width);
   D  ganjax's classifier step (SmallCNN of width classifier.width, BatchNorm, avg_pool);
@@ -14,8 +16,8 @@ fresh noise, plus the generator EMA. It prints the first-step time (compile for 
 ms/step (median and min-max over repeats of --steps steps, after warm-up) and images/s
 (real images through D, or classifier images, per second); the FLOP/s the ganjax GAN step
 achieves (XLA's cost analysis) against the measured f32 matmul ceiling; and last
-`ratio_same_arch=R1 ratio_convtranspose=R2`: ganjax images/s over PyTorch images/s at batch
-64 (the first batch size if 64 is not timed). torch is a benchmark-only dependency.
+`ratio_same_arch=R1 ratio_convtranspose=R2`: ganjax images/s (A2 if timed, else A) over
+PyTorch images/s at batch 64 (the first batch size if 64 is not timed). torch is a benchmark-only dependency.
 
 Run it on a quiet machine. Under load (more runnable threads than cores) torch's OpenMP
 threads spin at every barrier while their partner is descheduled, which made a PyTorch step
@@ -63,8 +65,8 @@ class Timed:
 
     def time(self, steps: int) -> None:
         start = time.perf_counter()
-        self.run(steps)
-        self.per_step_s.append((time.perf_counter() - start) / steps)
+        done = self.run(steps)  # None: all `steps`; a K-steps-per-call loop rounds to whole calls
+        self.per_step_s.append((time.perf_counter() - start) / (steps if done is None else done))
 
     @property
     def images_per_s(self) -> float:
@@ -131,6 +133,34 @@ def ganjax_gan(config, batch_size: int, image_shape, num_classes: int) -> tuple[
     timed, holder = _timed_jax_step("A ganjax GAN step (jit)", train_step, state, batch,
                                     batch_size * config.gan.n_critic, seed=1)
     return timed, lambda: cost_flops(train_step.lower(holder["state"], batch, jax.random.key(1)).compile())
+
+
+def ganjax_gan_multi(config, batch_size: int, image_shape, num_classes: int) -> Timed:
+    """Timed A2: train.steps_per_call = K steps per jitted call, as the training loop runs them."""
+    from ganjax.train import make_multi_step
+
+    k = config.train.steps_per_call
+    config.train.batch_size = batch_size
+    mesh = parallel.make_mesh()
+    multi_step = parallel.jit_step(make_multi_step(make_gan_train_step(config)), mesh, batch_axis=2)
+    holder = {"state": parallel.replicate(create_gan_state(config, num_classes, image_shape, jax.random.key(0)), mesh)}
+    host_batch = _random_batch(np.random.default_rng(0), (k, config.gan.n_critic, batch_size), image_shape, num_classes)
+    batch = parallel.shard_batch(host_batch, mesh, batch_axis=2)
+    step_key, counter = jax.random.key(1), iter(range(10**9))
+
+    def run(steps: int) -> int:
+        calls = max(1, round(steps / k))
+        metrics = None
+        for _ in range(calls):
+            keys = jax.random.split(jax.random.fold_in(step_key, next(counter)), k)
+            holder["state"], metrics = multi_step(holder["state"], batch, keys)
+        jax.block_until_ready(metrics)
+        return calls * k
+
+    start = time.perf_counter()
+    done = run(k)
+    return Timed(f"A2 ganjax GAN, {k} steps per call (scan)", batch_size * config.gan.n_critic, run,
+                 (time.perf_counter() - start) / done * k)
 
 
 def ganjax_classifier(config, batch_size: int, image_shape, num_classes: int) -> Timed:
@@ -270,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"batch {batch_size}: setting up (first steps, memory-format probes)")
         gan, gan_flops = ganjax_gan(config, batch_size, image_shape, num_classes)
         probe = max(2, args.steps // 4)
+        multi = [ganjax_gan_multi(config, batch_size, image_shape, num_classes)] if config.train.steps_per_call > 1 else []
         timed = [
             gan,
             torch_timed("B torch same arch", make_same, batch_size, image_shape, num_classes, args.channels_last, probe),
@@ -278,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             ganjax_classifier(config, batch_size, image_shape, num_classes),
             torch_timed(f"E torch SmallCNN w{config.classifier.width}", make_classifier, batch_size, image_shape,
                         num_classes, args.channels_last, probe),
-        ]
+        ] + multi
         for entry in timed:
             entry.run(WARMUP_STEPS)
         for _ in range(args.repeats):
@@ -303,12 +334,18 @@ def main(argv: list[str] | None = None) -> None:
               f"{achieved / 1e9:.1f} GFLOP/s = {achieved / ceiling:.3f} of the matmul ceiling; torch conv+matmul "
               f"FLOPs/step: same arch {counts['same'] / 1e9:.2f} G, ConvTranspose DCGAN {counts['classic'] / 1e9:.2f} G")
     ratio_batch = RATIO_BATCH if RATIO_BATCH in results else batch_sizes[0]
-    ganjax_rate, same_rate, classic_rate = (entry.images_per_s for entry in results[ratio_batch][:3])
+    loop = 5 if len(results[ratio_batch]) > 5 else 0  # A2 when timed: the loop training runs
+    ganjax_rate = results[ratio_batch][loop].images_per_s
+    same_rate, classic_rate = (entry.images_per_s for entry in results[ratio_batch][1:3])
     for batch_size, timed in results.items():
         rates = [entry.images_per_s for entry in timed]
         print(f"batch {batch_size}: ganjax/torch images/s: same arch {rates[0] / rates[1]:.2f}, ConvTranspose DCGAN "
               f"{rates[0] / rates[2]:.2f}, classifier {rates[3] / rates[4]:.2f}")
-    print(f"ratios below at batch {ratio_batch} (ganjax images/s / PyTorch eager images/s)")
+        if len(rates) > 5:
+            print(f"batch {batch_size}: with {config.train.steps_per_call} GAN steps per call: same arch "
+                  f"{rates[5] / rates[1]:.2f}, ConvTranspose DCGAN {rates[5] / rates[2]:.2f}")
+    print(f"ratios below at batch {ratio_batch} (ganjax images/s, {results[ratio_batch][loop].name.split(' ')[0]}, "
+          "/ PyTorch eager images/s)")
     print(f"ratio_same_arch={ganjax_rate / same_rate:.2f} ratio_convtranspose={ganjax_rate / classic_rate:.2f}")
 
 
