@@ -179,15 +179,14 @@ def make_step(strategy: str, spec, num_classes: int) -> Callable:
 
 def with_average(step: Callable, decay: float) -> Callable:
     """`step` over (state, average): also keeps an exponential moving (Polyak) average of the
-    classifier's params, decay warmed up as `steps.ema_decay_at` (Salimans et al.'s code tests
-    the averaged parameters)."""
+    classifier's params (`steps.ema_update` at the classifier's step; Salimans et al.'s code
+    tests the averaged parameters)."""
 
     def averaged_step(carry, batch, key):
         state, average = carry
         state, metrics = step(state, batch, key)
         classifier = classifier_of(state)
-        rate = steps.ema_decay_at(classifier.step, decay)
-        average = jax.tree.map(lambda a, p: rate * a + (1.0 - rate) * p, average, classifier.params)
+        average = steps.ema_update(average, classifier.params, classifier.step, decay)
         return (state, average), metrics
 
     return averaged_step

@@ -32,6 +32,13 @@ def ema_decay_at(step: jnp.ndarray, decay: float) -> jnp.ndarray:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def ema_update(average: Any, new: Any, step: jnp.ndarray, decay: float) -> Any:
+    """One exponential-moving-average update of the tree `average` towards `new`, with the decay
+    warmed up at `step` (`ema_decay_at`)."""
+    rate = ema_decay_at(step, decay)
+    return jax.tree.map(lambda a, n: rate * a + (1.0 - rate) * n, average, new)
+
+
 def _discriminator_update(
     config: ml_collections.ConfigDict,
     state: GANState,
@@ -109,10 +116,7 @@ def make_gan_train_step(
         generator, g_metrics = _generator_update(
             config, state, batch["labels"][-1], jax.random.fold_in(key, config.gan.n_critic)
         )
-        decay = ema_decay_at(state.step, config.gan.ema_decay)
-        generator_ema = jax.tree.map(
-            lambda ema, new: decay * ema + (1.0 - decay) * new, state.generator_ema, generator.params
-        )
+        generator_ema = ema_update(state.generator_ema, generator.params, state.step, config.gan.ema_decay)
         state = state.replace(step=state.step + 1, generator=generator, generator_ema=generator_ema)
         metrics = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *d_metrics)
         return state, {**metrics, **g_metrics}
