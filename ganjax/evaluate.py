@@ -1,7 +1,8 @@
 """Score a trained generator's samples, recording how every score was obtained.
 
     python -m ganjax.evaluate --workdir DIR [--metrics fid,kid,pr,dc,ic_fid,classes,cas,is] \
-        [--num 10000] [--features domain|inception] [--step N] [--seed 0] [--reference test|train]
+        [--num 10000] [--features domain|inception] [--step N] [--seed 0] [--reference test|train] \
+        [--no-reference-cache]
 
 Writes DIR/eval.json: {"scores": {...}, "per_class": {...}, "provenance": {...}}, the
 provenance naming the dataset and reference split, sample counts, feature extractor and
@@ -87,10 +88,13 @@ def evaluate(
     classifier_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
     cas_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
     train_classifier: bool = True,
+    reference_cache: bool = True,
     output: str | None = None,
 ) -> dict:
     """Scores `num` samples of the generator checkpoint `step` (default latest) in `workdir`
     against the real `reference` split of its dataset; writes and returns the eval.json dict.
+    reference_cache: read / write the reference split's features in
+    `features.default_reference_cache_dir()` (keyed by weights, preprocessing and image bytes).
 
     Raises:
       FileNotFoundError: no checkpoint in workdir, or missing feature weights (the message
@@ -128,7 +132,11 @@ def evaluate(
     timings["generate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    real_features, _ = extractor.extract(data.to_model_range(reference_set.images))
+    real_features, _, reference_cache_info = feature_extractors.reference_features(
+        extractor,
+        data.to_model_range(reference_set.images),
+        feature_extractors.default_reference_cache_dir() if reference_cache else None,
+    )
     fake_features, fake_logits = extractor.extract(samples)
     if domain is not None and extractor is not domain:
         _, fake_logits = domain.extract(samples)
@@ -186,6 +194,7 @@ def evaluate(
             "image_size": config.data.image_size,
             "reference_split": reference,
             "num_reference": len(reference_set),
+            "reference_features": reference_cache_info,
             "num_generated": num,
             "conditioning_labels": "balanced: i % num_classes",
             "seed": seed,
@@ -219,6 +228,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--classifier-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--cas-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--inception-weights", default=None, help="converted .npz (tools/convert_inception.py)")
+    parser.add_argument("--no-reference-cache", action="store_true",
+                        help="recompute the real split's features instead of using $GANJAX_CACHE/reference_features")
     parser.add_argument("--out", default=None, help=f"output path (default: WORKDIR/{RESULT_FILE})")
     return parser.parse_args(argv)
 
@@ -231,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             args.workdir, args.metrics, num=args.num, features=args.features, step=args.step, seed=args.seed,
             reference=args.reference, classifier=args.classifier, inception_weights=args.inception_weights,
             classifier_steps=args.classifier_steps, cas_steps=args.cas_steps,
-            train_classifier=not args.no_train_classifier, output=args.out,
+            train_classifier=not args.no_train_classifier, reference_cache=not args.no_reference_cache,
+            output=args.out,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.evaluate: error: {error}", file=sys.stderr)

@@ -8,6 +8,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ganjax's commands turn on JAX's persistent compilation cache (ganjax.cli.enable_compilation_cache):
 # the test session's commands share one fresh directory instead of the user's ~/.cache.
 os.environ.setdefault("GANJAX_COMPILATION_CACHE", tempfile.mkdtemp(prefix="ganjax_test_jax_cache_"))
+# ganjax's data cache (domain classifiers, reference features) too.
+os.environ.setdefault("GANJAX_CACHE", tempfile.mkdtemp(prefix="ganjax_test_cache_"))
 
 
 @pytest.fixture

@@ -54,6 +54,19 @@ def test_evaluate_writes_every_score_with_its_provenance(trained_workdir):
     assert provenance["feature_extractor"]["path"] == os.path.abspath(classifier)
     assert provenance["seed"] == 0 and provenance["ganjax_version"] and provenance["resizer"]
     assert len(results["per_class"]["fid"]) == 10
+    assert provenance["reference_features"]["cache"] in ("written", "hit")
+
+
+def test_reference_features_come_from_the_cache_on_a_rerun(trained_workdir, tmp_path):
+    workdir, classifier = trained_workdir
+    runs = [
+        evaluate.evaluate(workdir, "fid,kid", num=50, classifier=classifier, classifier_steps=60,
+                          reference_cache=cache, output=str(tmp_path / f"eval_{index}.json"))
+        for index, cache in enumerate((True, True, False))
+    ]
+    assert runs[1]["provenance"]["reference_features"]["cache"] == "hit"
+    assert runs[2]["provenance"]["reference_features"] == {"cache": "off", "path": None, "key": None}
+    assert runs[0]["scores"] == runs[1]["scores"] == runs[2]["scores"]
 
 
 def test_real_train_vs_test_fid_is_near_zero_relative_to_noise(trained_workdir):

@@ -59,3 +59,38 @@ def test_missing_classifier_says_how_to_get_it(digits_config, tmp_path):
 def test_default_cache_path_follows_ganjax_cache(digits_config, monkeypatch, tmp_path):
     monkeypatch.setenv("GANJAX_CACHE", str(tmp_path))
     assert features.default_classifier_dir(digits_config.data) == str(tmp_path / "domain_classifiers" / "digits_16")
+
+
+def test_reference_features_are_cached_by_weights_and_images(digits_config, classifier_path, tmp_path, monkeypatch):
+    extractor = features.domain_feature_extractor(digits_config.data, classifier_path, train_if_missing=False)
+    images = np.random.default_rng(1).uniform(-1, 1, (9, 16, 16, 1)).astype(np.float32)
+    cache = str(tmp_path / "reference")
+    first, first_logits, info = features.reference_features(extractor, images, cache)
+    assert info["cache"] == "written" and info["path"].startswith(cache)
+    expected, expected_logits = extractor.extract(images)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(first_logits, expected_logits)
+
+    # A hit reads the file back without running the network.
+    monkeypatch.setattr(extractor, "apply_batch", lambda batch: pytest.fail("the network ran on a cache hit"))
+    second, _, info = features.reference_features(extractor, images, cache)
+    assert info["cache"] == "hit"
+    np.testing.assert_array_equal(second, expected)
+    monkeypatch.undo()
+
+    # Other images, or other weights, get another entry.
+    _, _, other = features.reference_features(extractor, images[::-1], cache)
+    assert other["cache"] == "written" and other["path"] != info["path"]
+    reweighted = features.FeatureExtractor(
+        extractor.name, extractor.apply_batch, extractor.image_shape, {**extractor.provenance, "weights_sha256": "0" * 64}
+    )
+    assert features.reference_cache_key(reweighted, images) != info["key"]
+
+    # An unreadable entry is recomputed and rewritten; no cache dir means no file.
+    with open(info["path"], "wb") as stream:
+        stream.write(b"truncated")
+    repaired, _, repaired_info = features.reference_features(extractor, images, cache)
+    assert repaired_info["cache"] == "written"
+    np.testing.assert_array_equal(repaired, expected)
+    assert features.reference_features(extractor, images, None)[2] == {"cache": "off", "path": None, "key": None}
+    assert not [name for name in __import__("os").listdir(cache) if name.endswith(".tmp.npz")]
