@@ -1,8 +1,9 @@
 """PyTorch eager references for `benchmarks/train_step.py` (benchmark-only: ganjax never imports torch).
 
-- `Generator`, `Discriminator`: ganjax's default conditional generator and projection
-  discriminator (`ganjax/models/gan.py`, upsample/downsample "subpixel", generator norm
-  "batch"), layer for layer, with the same parameter count per layer.
+- `Generator`, `Discriminator`: ganjax's conditional generator and projection discriminator
+  (`ganjax/models/gan.py`, upsample "subpixel" or "subpixel2x2", downsample "subpixel",
+  discriminator head "conv3x3" or "none", generator norm "batch"), layer for layer, with the
+  same parameter count per layer.
 - `ClassicGenerator`, `ClassicDiscriminator`: the usual ConvTranspose conditional DCGAN
   (Radford et al. 2016) of about the same widths: G Linear -> [ConvTranspose 4x4 s2 -> BN ->
   ReLU] ... -> ConvTranspose 4x4 s2 -> tanh; D [Conv 4x4 s2 (-> BN) -> LeakyReLU] x 2 ->
@@ -18,6 +19,9 @@ permutation of weights, so the FLOPs and parameter counts are equal:
 - flax `depth_to_space` puts the sub-pixel offset before the channel in the channel axis,
   `nn.PixelShuffle` after it (output channel (dy, dx, c) vs (c, dy, dx)); likewise
   `space_to_depth` vs `nn.PixelUnshuffle`;
+- upsample "subpixel2x2" computes exactly ConvTranspose2d(k=4, s=2, p=1), so the twin runs that,
+  PyTorch's own layer for the function; ganjax's 2x2 sub-pixel kernel [2, 2, C, 4F] holds the
+  same 4x4 taps, rearranged (see `ganjax.models.Upsample`), and costs (H+1)^2/H^2 its FLOPs;
 - the generator's Dense output is reshaped to [H, W, C] in flax and [C, H, W] here, and
   SmallCNN flattens [H, W, C] in flax and [C, H, W] here.
 """
@@ -36,10 +40,20 @@ def batch_norm(features: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(features, eps=1e-5, momentum=0.1)
 
 
-class Generator(nn.Module):
-    """ganjax.models.Generator with upsample="subpixel", norm="batch": noise [B, Z], labels [B] -> [B, C, S, S]."""
+def upsample_layers(in_features: int, features: int, mode: str) -> list[nn.Module]:
+    """ganjax's bias-free `Upsample(features, mode)` (the generator's norm "batch" has no conv bias)."""
+    if mode == "subpixel":
+        return [nn.Conv2d(in_features, 4 * features, 3, padding=1, bias=False), nn.PixelShuffle(2)]
+    if mode == "subpixel2x2":
+        return [nn.ConvTranspose2d(in_features, features, 4, stride=2, padding=1, bias=False)]
+    raise ValueError(f"The PyTorch reference implements upsample 'subpixel' and 'subpixel2x2', not {mode!r}.")
 
-    def __init__(self, num_classes: int, image_size: int, channels: int, width: int, embed_dim: int, noise_dim: int):
+
+class Generator(nn.Module):
+    """ganjax.models.Generator with norm="batch": noise [B, Z], labels [B] -> [B, C, S, S]."""
+
+    def __init__(self, num_classes: int, image_size: int, channels: int, width: int, embed_dim: int, noise_dim: int,
+                 upsample: str = "subpixel"):
         super().__init__()
         num_up, self.base = num_upsamplings(image_size)
         self.top_width = width * 2 ** (num_up - 1)
@@ -50,12 +64,7 @@ class Generator(nn.Module):
         blocks, in_features = [], self.top_width
         for level in range(num_up):
             features = width * 2 ** (num_up - 1 - level)
-            blocks += [
-                nn.Conv2d(in_features, 4 * features, 3, padding=1, bias=False),
-                nn.PixelShuffle(2),
-                batch_norm(features),
-                nn.ReLU(inplace=True),
-            ]
+            blocks += [*upsample_layers(in_features, features, upsample), batch_norm(features), nn.ReLU(inplace=True)]
             in_features = features
         self.blocks = nn.Sequential(*blocks)
         self.to_image = nn.Conv2d(in_features, channels, 3, padding=1)
@@ -73,7 +82,7 @@ class Discriminator(nn.Module):
     flax's 2x2 'SAME' convolution pads one pixel at the right and bottom.
     """
 
-    def __init__(self, num_classes: int, image_size: int, channels: int, width: int):
+    def __init__(self, num_classes: int, image_size: int, channels: int, width: int, head: str = "conv3x3"):
         super().__init__()
         num_down, _ = num_upsamplings(image_size)
         layers, in_features = [], channels
@@ -86,11 +95,14 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             in_features = features
-        top_width = width * 2**num_down
-        layers += [nn.Conv2d(in_features, top_width, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        if head == "conv3x3":
+            layers += [nn.Conv2d(in_features, width * 2**num_down, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            in_features = width * 2**num_down
+        elif head != "none":
+            raise ValueError(f"Discriminator head {head!r} is unknown; use 'conv3x3' or 'none'.")
         self.encoder = nn.Sequential(*layers)
-        self.linear = nn.Linear(top_width, 1)
-        self.embedding = nn.Embedding(num_classes, top_width)
+        self.linear = nn.Linear(in_features, 1)
+        self.embedding = nn.Embedding(num_classes, in_features)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         features = self.encoder(images).sum(dim=(2, 3))

@@ -11,6 +11,8 @@ import difflib
 import ml_collections
 
 from ganjax.losses import GAN_LOSSES
+from ganjax.models.gan import DISCRIMINATOR_HEADS
+from ganjax.models.layers import UPSAMPLE_MODES
 from ganjax.recognition import FILTERS, GAN_MODES, REWEIGHTS, STRATEGIES
 from ganjax.semi import FEW_LABEL_STRATEGIES, parse_hidden
 
@@ -18,8 +20,9 @@ SUBSETS = ("none", "long_tail", "cut_class", "few_label")
 CHOICES = {
     "data.subset": SUBSETS,
     "data.long_tail_profile": ("exp", "step"),
-    "model.upsample": ("subpixel", "transpose"),
+    "model.upsample": UPSAMPLE_MODES,
     "model.downsample": ("subpixel", "strided"),
+    "model.discriminator_head": DISCRIMINATOR_HEADS,
     "model.generator_norm": ("batch", "group", "none"),
     "gan.loss": GAN_LOSSES,
     "classifier.model": ("cnn", "resnet"),
@@ -55,8 +58,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.model.embed_dim = 64
     config.model.generator_width = 32
     config.model.discriminator_width = 64
-    config.model.upsample = "subpixel"
+    # "subpixel2x2" and discriminator_head "none" cut a GAN step's FLOPs towards the classic
+    # ConvTranspose DCGAN's (see ganjax.models.Upsample and Discriminator).
+    config.model.upsample = "subpixel"  # "subpixel" | "subpixel2x2" | "transpose"
     config.model.downsample = "subpixel"
+    config.model.discriminator_head = "conv3x3"  # "conv3x3" | "none"
     config.model.generator_norm = "batch"
 
     config.gan = ml_collections.ConfigDict()
@@ -98,6 +104,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.eval.live_coverage_drop = 0.2  # alarm when class coverage falls this far below its best
     config.eval.live_kl_jump = 0.5  # alarm when the class KL (nats) rises this far above its best
     config.eval.live_stop_on_alarm = False  # stop training (after a checkpoint) on an alarm
+    # On an alarm, continue from the best checkpoint (WORKDIR/best) instead of the collapsing state,
+    # at most live_max_rollbacks times per run; then alarms only warn (or stop, as above).
+    config.eval.live_rollback_on_alarm = False
+    config.eval.live_max_rollbacks = 3
     config.eval.keep_best = True  # keep the checkpoint with the lowest live FID in workdir/best
 
     config.parallel = ml_collections.ConfigDict()
@@ -162,6 +172,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.average_decay = 0.0
     config.semi.acgan_class_weight = 1.0  # weight of AC-GAN's auxiliary classification losses
     config.semi.generator_eval_samples = 10000  # AC-GAN samples judged by the domain classifier; 0 skips
+    # Labelled training images per class, outside the labelled subset, held out to compare settings
+    # on validation accuracy rather than on test (0 = none). A real few-label user would not have them.
+    config.semi.validation_per_class = 0
     return config
 
 
@@ -205,12 +218,49 @@ def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
     config = default_config()
     for name, value in _flatten(ml_collections.ConfigDict(saved)).items():
         check_key(name)
-        section, _, key = name.rpartition(".")
-        target = config
-        for part in filter(None, section.split(".")):
-            target = target[part]
-        target[key] = value
+        _set_key(config, name, value)
     return validate_config(config)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, assignments: list[str]) -> ml_collections.ConfigDict:
+    """Sets dotted keys from "KEY=VALUE" strings (e.g. "model.upsample=subpixel2x2"), each VALUE
+    parsed as the type of the key's default, and validates the result.
+
+    For scripts with argparse flags (benchmarks/train_step.py --set); the absl CLIs take
+    `--config.KEY=VALUE` instead.
+    """
+    schema = _flatten(default_config())
+    for assignment in assignments:
+        name, separator, text = assignment.partition("=")
+        if not separator:
+            raise ValueError(f"Config override {assignment!r} is not KEY=VALUE, e.g. model.upsample=subpixel2x2.")
+        name = name.strip()
+        check_key(name, schema)
+        _set_key(config, name, _parse_value(name, text.strip(), type(schema[name])))
+    return validate_config(config)
+
+
+def _parse_value(name: str, text: str, kind: type) -> bool | int | float | str:
+    """`text` as a value of `kind` (bool: true/false, yes/no or 1/0, any case)."""
+    if kind is bool:
+        truth = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if text.lower() in truth:
+            return truth[text.lower()]
+    else:
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise ValueError(f"Config key {name!r} must be of type {kind.__name__}, got {text!r}.")
+
+
+def _set_key(config: ml_collections.ConfigDict, name: str, value) -> None:
+    """config[name] = value for a dotted key such as "train.steps"."""
+    section, _, key = name.rpartition(".")
+    target = config
+    for part in filter(None, section.split(".")):
+        target = target[part]
+    target[key] = value
 
 
 def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
@@ -274,6 +324,11 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     if given["eval.live_every"] < 0:
         raise ValueError(f"Config key 'eval.live_every' must be >= 0 (0 = off), got {given['eval.live_every']}.")
     _validate_steps_per_call(given)
+    if given["eval.live_max_rollbacks"] < 0:
+        raise ValueError(f"Config key 'eval.live_max_rollbacks' must be >= 0, got {given['eval.live_max_rollbacks']}.")
+    if given["eval.live_rollback_on_alarm"] and not given["eval.keep_best"]:
+        raise ValueError("Config key 'eval.live_rollback_on_alarm' needs eval.keep_best=True: the roll-back "
+                         "restores the best checkpoint that keep_best saves.")
     for name in ("eval.live_num_samples", "eval.live_classifier_steps"):
         if given[name] < 2:
             raise ValueError(f"Config key {name!r} must be at least 2, got {given[name]}.")
@@ -360,7 +415,7 @@ def _validate_semi(given: dict) -> None:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
-                 "semi.acgan_class_weight", "semi.generator_eval_samples"]:
+                 "semi.acgan_class_weight", "semi.generator_eval_samples", "semi.validation_per_class"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
     if not 0.0 <= given["semi.input_dropout"] < 1.0:

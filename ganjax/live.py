@@ -10,10 +10,14 @@ noise with balanced labels, and measures
                         (at least 10% of the expected count), and live_classes_covered,
   live_class_kl         KL(generated class histogram || conditioning labels),
 
-logged as one record of metrics.jsonl. An alarm (a warning, `live_alarm` in the record,
-and a stop if `config.eval.live_stop_on_alarm`) fires when coverage falls more than
-`live_coverage_drop` below its best so far or the class KL rises more than `live_kl_jump`
-above its best. With `config.eval.keep_best`, the checkpoint of the lowest FID is kept in
+logged as one record of metrics.jsonl. An alarm (a warning and `live_alarm` in the record)
+fires when coverage falls more than `live_coverage_drop` below its best so far or the class
+KL rises more than `live_kl_jump` above its best. What follows an alarm:
+`config.eval.live_rollback_on_alarm` restores the best checkpoint (below) and training goes
+on from the current step with fresh batches and noise (`live_rollback_to` in the record), at
+most `live_max_rollbacks` times in a run; otherwise `config.eval.live_stop_on_alarm` stops
+training after a checkpoint; otherwise training goes on.
+With `config.eval.keep_best`, the checkpoint of the lowest FID is kept in
 WORKDIR/best/ (its own checkpoint directory with one step, not subject to the regular
 checkpoints' max_to_keep), so `ganjax.load_generator(WORKDIR + "/best")` and
 `python -m ganjax.evaluate --workdir WORKDIR/best` read it directly.
@@ -97,6 +101,8 @@ class LiveMonitor:
         )
         self.alarm_state = AlarmState()
         self.best_fid = best_fid(workdir) if config.eval.keep_best else math.inf
+        self.best_step = checkpoint.latest_step(os.path.join(workdir, BEST_DIR)) if config.eval.keep_best else None
+        self.rollbacks = 0
         self._best_manager = None
 
     def measure(self, state: Any) -> dict[str, Any]:
@@ -112,7 +118,9 @@ class LiveMonitor:
             "live_class_kl": histogram["class_kl"],
         }
 
-    def __call__(self, step: int, state: Any) -> tuple[dict[str, Any], bool]:
+    def __call__(self, step: int, state: Any) -> tuple[dict[str, Any], str]:
+        """(the check's metrics.jsonl record, action): action is "continue", "stop" or
+        "rollback" (the caller then replaces its state with `restore_best(state)`)."""
         record = {"step": step, **self.measure(state)}
         self.alarm_state, alarms = collapse_alarms(
             self.alarm_state, record["live_class_coverage"], record["live_class_kl"],
@@ -127,10 +135,32 @@ class LiveMonitor:
             if self._best_manager is None:
                 self._best_manager = checkpoint.make_manager(os.path.join(self.workdir, BEST_DIR), max_to_keep=1)
             checkpoint.save(self._best_manager, step, state, {**self.meta, "live": record})
-        stop = bool(alarms) and self.config.live_stop_on_alarm
-        if stop:
+            self.best_step = step
+        if not alarms:
+            return record, "continue"
+        if self._can_roll_back(step):
+            self.rollbacks += 1
+            record["live_rollback_to"] = self.best_step
+            logger.warning("Rolling back to the best checkpoint (step %d, live FID %.4g), roll-back %d of at most %d.",
+                           self.best_step, self.best_fid, self.rollbacks, self.config.live_max_rollbacks)
+            return record, "rollback"
+        if self.config.live_stop_on_alarm:
             logger.warning("Stopping at step %d (config.eval.live_stop_on_alarm).", step)
-        return record, stop
+            return record, "stop"
+        return record, "continue"
+
+    def _can_roll_back(self, step: int) -> bool:
+        """A roll-back is asked for, allowed once more, and has an earlier best checkpoint to go to."""
+        return (self.config.live_rollback_on_alarm and self.rollbacks < self.config.live_max_rollbacks
+                and self.best_step is not None and self.best_step < step)
+
+    def restore_best(self, state: Any) -> Any:
+        """The best checkpoint's state, placed like `state` (the template; replicated in training)."""
+        if self._best_manager is not None:
+            self._best_manager.wait_until_finished()
+        sharding = jax.tree.leaves(state)[0].sharding
+        _, restored = checkpoint.restore_state(os.path.join(self.workdir, BEST_DIR), state, sharding=sharding)
+        return restored
 
     def close(self) -> None:
         if self._best_manager is not None:

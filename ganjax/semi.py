@@ -11,9 +11,14 @@ discriminator), the same labelled images, steps and seeds:
   supervised          cross-entropy on the labelled images only;
   supervised_augment  the same with classic augmentation (shifts, flips where valid).
 
-The classifier is the discriminator's class head. No validation split is carved: with 10
-labels per class one would cost half the labels, so the settings are the paper's and the
-reported accuracy is that of the last step, not a checkpoint picked on test.
+The classifier is the discriminator's class head. By default no validation split is carved:
+with 10 labels per class one would cost half the labels, so the reported accuracy is that of
+the last step, not a checkpoint picked on test. To compare settings without looking at test,
+semi.validation_per_class = n holds out n more labelled training images per class (outside
+the labelled subset; saved in DIR/validation_indices.json) and reports every strategy's
+accuracy on them beside the test results. They stay in the unlabelled pool, like the whole
+train split, and a real few-label user would not have them (Oliver et al. 2018, "Realistic
+Evaluation of Deep Semi-Supervised Learning Algorithms").
 
 Each strategy's per-seed results are saved to DIR/strategies/NAME.json as soon as it finishes;
 a rerun of the same command skips the finished strategies.
@@ -44,6 +49,7 @@ FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
 GAN_STRATEGIES = ("semi_gan", "acgan")
 FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
 STRATEGY_DIR = "strategies"
+VALIDATION_INDICES_FILE = "validation_indices.json"
 # Few-label seeds draw from their own stream (fold_in 0, 1, 2 are the GAN's in train.py).
 FEW_LABEL_STREAM = 104729
 logger = logging.getLogger("ganjax")
@@ -77,6 +83,35 @@ def labelled_indices(workdir: str, train_set: data.Dataset, config) -> np.ndarra
     if np.any(counts == 0):
         missing = [train_set.class_names[c] for c in np.flatnonzero(counts == 0)]
         raise ValueError(f"{path} labels no image of classes {missing}; every class needs at least one label.")
+    return indices
+
+
+def validation_indices(workdir: str, train_set: data.Dataset, labelled: np.ndarray, config) -> np.ndarray | None:
+    """semi.validation_per_class labelled images of every class outside `labelled` (indices into
+    `train_set`), drawn with data.seed + 1 and saved in workdir/VALIDATION_INDICES_FILE; None when 0.
+    A saved file is reused after checking it still avoids the labelled subset."""
+    per_class = config.semi.validation_per_class
+    if per_class == 0:
+        return None
+    path = os.path.join(workdir, VALIDATION_INDICES_FILE)
+    if os.path.exists(path):
+        indices = data.load_indices(path, len(train_set))
+    else:
+        candidates = np.setdiff1d(np.arange(len(train_set)), labelled)
+        try:
+            chosen = data.few_label_indices(train_set.labels[candidates], train_set.num_classes, per_class,
+                                            config.data.seed + 1)
+        except ValueError as error:
+            raise ValueError(f"Config key 'semi.validation_per_class' = {per_class} is too large: {error}") from None
+        indices = candidates[chosen]
+        data.save_indices(path, indices, {"validation_per_class": per_class, "seed": config.data.seed + 1,
+                                          "excludes": data.SUBSET_INDICES_FILE})
+    if np.intersect1d(indices, labelled).size:
+        raise ValueError(f"{path} shares images with the labelled subset; delete it to redraw.")
+    counts = data.class_counts(train_set.labels[indices], train_set.num_classes)
+    if np.any(counts != per_class):
+        raise ValueError(f"{path} holds {counts.tolist()} images per class, not semi.validation_per_class="
+                         f"{per_class}; delete it to redraw, or use a fresh workdir.")
     return indices
 
 
@@ -389,17 +424,24 @@ def _save_json(path: str, record: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, workdir: str, progress: bool) -> dict:
-    """Trains, evaluates and records one strategy; returns {"per_seed", "generator", "wall_seconds"}."""
+def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, workdir: str, progress: bool,
+                 validation_set: data.Dataset | None = None) -> dict:
+    """Trains, evaluates and records one strategy; returns {"per_seed", "generator", "wall_seconds",
+    "validation_accuracy" (per seed, None without a validation set), ...}."""
     start = time.perf_counter()
     states, averaged = train_strategy(strategy, config, train_set, labelled, mesh, progress=progress)
     train_seconds = time.perf_counter() - start
     last_iterate = evaluate(classifier_of(states), test_set, config, mesh)
+    tested = classifier_of(states) if averaged is None else averaged
     per_seed = last_iterate if averaged is None else evaluate(averaged, test_set, config, mesh)
+    validation_accuracy = None
+    if validation_set is not None:
+        validation_accuracy = [result["accuracy"] for result in evaluate(tested, validation_set, config, mesh)]
     generator = generator_quality(states, strategy, train_set, config, workdir) if strategy in GAN_STRATEGIES else {}
     record = {
         "per_seed": per_seed,
         "last_iterate_accuracy": [result["accuracy"] for result in last_iterate],
+        "validation_accuracy": validation_accuracy,
         "generator": generator,
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
@@ -441,12 +483,15 @@ def run_few_label_experiment(config, workdir: str, progress: bool = True) -> dic
     strategies = [name.strip() for name in config.experiment.strategies.split(",") if name.strip()]
     train_set, test_set = data.load_train_and_test(config.data, workdir=workdir)
     labelled = labelled_indices(workdir, train_set, config)
+    held_out = validation_indices(workdir, train_set, labelled, config)
+    validation_set = None if held_out is None else train_set.subset(held_out)
     mesh = parallel.make_mesh()
     records = {}
     for strategy in tqdm(strategies, desc="strategies", unit="strategy", disable=not progress):
         record = load_finished(workdir, strategy, config)
         if record is None:
-            record = run_strategy(strategy, config, train_set, test_set, labelled, mesh, workdir, progress)
+            record = run_strategy(strategy, config, train_set, test_set, labelled, mesh, workdir, progress,
+                                  validation_set)
         else:
             logger.info("%s: finished in an earlier run, results loaded from %s", strategy, _strategy_path(workdir, strategy))
         records[strategy] = record
@@ -468,6 +513,11 @@ def run_few_label_experiment(config, workdir: str, progress: bool = True) -> dic
         "generator": {name: record["generator"] for name, record in records.items() if record["generator"]},
         "average_decay": float(config.semi.average_decay),
         "last_iterate_accuracy": {name: record.get("last_iterate_accuracy") for name, record in records.items()},
+        "validation": None if held_out is None else {
+            "per_class": int(config.semi.validation_per_class),
+            "num_images": int(len(held_out)),
+            "accuracy": {name: record.get("validation_accuracy") for name, record in records.items()},
+        },
         "wall_seconds": {**{name: record["wall_seconds"] for name, record in records.items()},
                          "total_this_run": time.perf_counter() - start},
         "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
@@ -497,9 +547,19 @@ def _notes(meta: dict) -> str:
         f"{meta['num_unlabelled']} unlabelled (the whole train split), {meta['num_test']} test images.",
         f"- Budget: {budget['steps']} steps for every strategy, {budget['labelled_batch_size']} labelled + "
         f"{budget['batch_size']} unlabelled (+ as many generated) images per step.",
-        "- No validation split and no early stopping: every classifier is tested after the last step.",
+        "- No early stopping: every classifier is tested after the last step.",
         f"- Seeds: {meta['seed_handling']}",
     ]
+    validation = meta.get("validation")
+    if validation is None:
+        lines.insert(4, "- No validation split: settings were not chosen on held-out labels.")
+    else:
+        accuracy = {name: f"{100 * np.mean(values):.1f}" for name, values in validation["accuracy"].items() if values}
+        lines.append(
+            f"- Validation: {validation['num_images']} more labelled training images ({validation['per_class']} per "
+            f"class, outside the labelled subset, also in the unlabelled pool; a real few-label user would not "
+            f"have them), used only to compare settings; accuracy (%): {accuracy}."
+        )
     if meta["average_decay"] > 0:
         last = {name: f"{100 * np.mean(values):.1f}" for name, values in meta["last_iterate_accuracy"].items() if values}
         lines.append(f"- Tested with a Polyak (exponential moving) average of the classifier's params, decay "

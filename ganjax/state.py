@@ -56,6 +56,7 @@ def build_models(
         num_classes=num_classes,
         width=config.model.discriminator_width,
         downsample=config.model.downsample,
+        head=config.model.discriminator_head,
     )
     return generator, discriminator
 

@@ -221,9 +221,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
             stop = False
             if monitor is not None and step % config.eval.live_every == 0:
-                live_record, stop = monitor(step, state)
+                live_record, action = monitor(step, state)
                 if is_chief:
                     _append_metrics(metrics_path, live_record)
+                stop = action == "stop"
+                if action == "rollback":
+                    state = monitor.restore_best(state)
 
             if step % config.train.checkpoint_every == 0 or step == total or stop:
                 checkpoint.save(manager, step, state, meta)

@@ -24,6 +24,8 @@ import torch_reference
 
 # (image_size, channels, num_classes): Fashion-MNIST's shape (two up-samplings from 7x7), and CIFAR's (three from 4x4).
 SHAPES = [(28, 1, 10), (32, 3, 5)]
+# (model.upsample, model.discriminator_head): the default, and the options the twin follows.
+OPTIONS = [("subpixel", "conv3x3"), ("subpixel2x2", "conv3x3"), ("subpixel", "none"), ("subpixel2x2", "none")]
 
 
 def _flax_layer_counts(params: dict) -> list[int]:
@@ -37,24 +39,26 @@ def _flax_layer_counts(params: dict) -> list[int]:
     return counts
 
 
-def _models(size, channels, num_classes):
+def _models(size, channels, num_classes, upsample="subpixel", head="conv3x3"):
     config = load_config(os.path.join(REPO, "configs", "fashion_mnist.py"))
     model = config.model
+    model.upsample, model.discriminator_head = upsample, head
     generator, discriminator = build_models(config, num_classes, (size, size, channels))
     noise, labels = jnp.zeros((2, model.noise_dim)), jnp.zeros((2,), jnp.int32)
     generator_variables = generator.init(jax.random.key(0), noise, labels, train=False)
     discriminator_variables = discriminator.init(jax.random.key(1), jnp.zeros((2, size, size, channels)), labels)
     torch_generator = torch_reference.Generator(
-        num_classes, size, channels, model.generator_width, model.embed_dim, model.noise_dim)
-    torch_discriminator = torch_reference.Discriminator(num_classes, size, channels, model.discriminator_width)
+        num_classes, size, channels, model.generator_width, model.embed_dim, model.noise_dim, upsample)
+    torch_discriminator = torch_reference.Discriminator(num_classes, size, channels, model.discriminator_width, head)
     return (generator, generator_variables, torch_generator), (discriminator, discriminator_variables,
                                                                torch_discriminator)
 
 
+@pytest.mark.parametrize("upsample,head", OPTIONS)
 @pytest.mark.parametrize("size,channels,num_classes", SHAPES)
-def test_torch_reference_has_ganjax_parameter_count_per_layer(size, channels, num_classes):
+def test_torch_reference_has_ganjax_parameter_count_per_layer(size, channels, num_classes, upsample, head):
     (_, generator_variables, torch_generator), (_, discriminator_variables, torch_discriminator) = _models(
-        size, channels, num_classes)
+        size, channels, num_classes, upsample, head)
     assert torch_reference.layer_parameter_counts(torch_generator) == _flax_layer_counts(generator_variables["params"])
     assert torch_reference.layer_parameter_counts(torch_discriminator) == _flax_layer_counts(
         discriminator_variables["params"])
@@ -80,16 +84,29 @@ def _conv(kernel, sub_pixel_out: int = 0, sub_pixel_in: int = 0) -> "torch.Tenso
     return _tensor(kernel.transpose(3, 2, 0, 1))
 
 
+def _conv_transpose(kernel) -> "torch.Tensor":
+    """Upsample "subpixel2x2"'s flax kernel [2, 2, in, 4 * out] -> ConvTranspose2d(k=4, s=2, p=1)'s weight
+    [in, out, 4, 4]: transposed-conv tap k is tap t = 1 - k // 2 of sub-position a = k % 2 (ganjax.models.Upsample)."""
+    kernel = np.asarray(kernel)
+    fan_in, fan_out = kernel.shape[2], kernel.shape[3] // 4
+    kernel = kernel.reshape(2, 2, fan_in, 2, 2, fan_out)  # [ty, tx, in, ay, ax, out]
+    taps, positions = 1 - np.arange(4) // 2, np.arange(4) % 2
+    weight = kernel[taps[:, None], taps[None, :], :, positions[:, None], positions[None, :]]  # [ky, kx, in, out]
+    return _tensor(weight.transpose(2, 3, 0, 1))
+
+
 def _load_batch_norm(layer, params, stats):
     layer.weight.data, layer.bias.data = _tensor(params["scale"]), _tensor(params["bias"])
     layer.running_mean.data, layer.running_var.data = _tensor(stats["mean"]), _tensor(stats["var"])
 
 
+@pytest.mark.parametrize("upsample,head", [OPTIONS[0], OPTIONS[-1]])
 @pytest.mark.parametrize("size,channels,num_classes", SHAPES)
-def test_torch_reference_computes_ganjax_functions(size, channels, num_classes):
+def test_torch_reference_computes_ganjax_functions(size, channels, num_classes, upsample, head):
     """With ganjax's weights (reordered where the layouts differ) the PyTorch twins give ganjax's outputs."""
     (generator, generator_variables, torch_generator), (discriminator, discriminator_variables,
-                                                        torch_discriminator) = _models(size, channels, num_classes)
+                                                        torch_discriminator) = _models(
+        size, channels, num_classes, upsample, head)
     params, stats = generator_variables["params"], generator_variables["batch_stats"]
     torch_generator.embedding.weight.data = _tensor(params["Embed_0"]["embedding"])
     base, top = torch_generator.base, torch_generator.top_width
@@ -97,20 +114,24 @@ def test_torch_reference_computes_ganjax_functions(size, channels, num_classes):
     torch_generator.dense.weight.data = _tensor(dense.reshape(-1, base, base, top).transpose(3, 1, 2, 0).reshape(
         -1, dense.shape[0]))
     _load_batch_norm(torch_generator.dense_norm, params["BatchNorm_0"], stats["BatchNorm_0"])
-    convs = [m for m in torch_generator.blocks if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in torch_generator.blocks if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     norms = [m for m in torch_generator.blocks if isinstance(m, torch.nn.BatchNorm2d)]
     for level, (conv, norm) in enumerate(zip(convs, norms)):
-        conv.weight.data = _conv(params[f"Upsample_{level}"]["Conv_0"]["kernel"], sub_pixel_out=True)
+        kernel = params[f"Upsample_{level}"]["Conv_0"]["kernel"]
+        conv.weight.data = _conv_transpose(kernel) if upsample == "subpixel2x2" else _conv(kernel, sub_pixel_out=True)
         _load_batch_norm(norm, params[f"BatchNorm_{level + 1}"], stats[f"BatchNorm_{level + 1}"])
     torch_generator.to_image.weight.data = _conv(params["Conv_0"]["kernel"])
     torch_generator.to_image.bias.data = _tensor(params["Conv_0"]["bias"])
 
     params = discriminator_variables["params"]
     convs = [m for m in torch_discriminator.encoder if isinstance(m, torch.nn.Conv2d)]
-    for level, conv in enumerate(convs[:-1]):
-        conv.weight.data = _conv(params[f"Downsample_{level}"]["Conv_0"]["kernel"], sub_pixel_in=True)
-        conv.bias.data = _tensor(params[f"Downsample_{level}"]["Conv_0"]["bias"])
-    convs[-1].weight.data, convs[-1].bias.data = _conv(params["Conv_0"]["kernel"]), _tensor(params["Conv_0"]["bias"])
+    downsamples = sorted(name for name in params if name.startswith("Downsample_"))
+    assert len(convs) == len(downsamples) + (head == "conv3x3")
+    for conv, name in zip(convs, downsamples):
+        conv.weight.data = _conv(params[name]["Conv_0"]["kernel"], sub_pixel_in=True)
+        conv.bias.data = _tensor(params[name]["Conv_0"]["bias"])
+    if head == "conv3x3":
+        convs[-1].weight.data, convs[-1].bias.data = _conv(params["Conv_0"]["kernel"]), _tensor(params["Conv_0"]["bias"])
     torch_discriminator.linear.weight.data = _tensor(np.asarray(params["Dense_0"]["kernel"]).T)
     torch_discriminator.linear.bias.data = _tensor(params["Dense_0"]["bias"])
     torch_discriminator.embedding.weight.data = _tensor(params["Embed_0"]["embedding"])

@@ -2,11 +2,15 @@ import json
 import math
 import os
 
+import jax
 import pytest
 
 from ganjax import checkpoint, live
+from ganjax.config import config_from_dict, validate_config
+from ganjax.data import load_train_and_test
 from ganjax.live import AlarmState, collapse_alarms
 from ganjax.sample import load_generator
+from ganjax.state import create_gan_state
 from ganjax.train import METRICS_FILE, train_and_evaluate
 
 
@@ -76,3 +80,51 @@ def test_an_alarm_stops_training_after_a_checkpoint(live_config, tmp_path, monke
 def test_live_monitoring_is_off_by_default(tiny_config):
     assert tiny_config.eval.live_every == 0
     assert live.make_monitor(tiny_config, "unused", {}) is None
+
+
+def test_an_alarm_rolls_back_to_the_best_checkpoint(live_config, tmp_path, monkeypatch):
+    live_config.train.steps = 8
+    live_config.eval.live_rollback_on_alarm = True
+    live_config.eval.live_max_rollbacks = 1
+    # Step 2 is the best (lowest FID); coverage collapses at steps 4 and 6.
+    checks = iter([(1.0, 1.0), (2.0, 0.5), (3.0, 0.5), (3.0, 0.5)])
+
+    def measure(self, state):
+        fid, coverage = next(checks)
+        return {"live_fid": fid, "live_class_coverage": coverage, "live_classes_covered": 5, "live_class_kl": 0.0}
+
+    monkeypatch.setattr(live.LiveMonitor, "measure", measure)
+    restored_at = []
+    restore_best = live.LiveMonitor.restore_best
+
+    def recording_restore_best(self, state):
+        restored = restore_best(self, state)
+        restored_at.append(int(restored.step))
+        return restored
+
+    monkeypatch.setattr(live.LiveMonitor, "restore_best", recording_restore_best)
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(live_config, workdir)
+    live_records = {record["step"]: record for record in _records(workdir) if "live_fid" in record}
+    assert live_records[4]["live_rollback_to"] == 2 and restored_at == [2]
+    # One roll-back allowed: the second alarm only warns, and training runs to the end.
+    assert "live_alarm" in live_records[6] and "live_rollback_to" not in live_records[6]
+    assert checkpoint.latest_step(workdir) == 8
+    # After the roll-back the state counts on from step 2's: 2 + 4 steps trained since.
+    assert load_generator(workdir).step == 8 and int(_restored_step(workdir)) == 6
+
+
+def _restored_step(workdir):
+    """The GAN state's own step counter in the newest checkpoint."""
+    _, meta = checkpoint.restore_meta(workdir)
+    config = config_from_dict(meta["config"])
+    train_set, _ = load_train_and_test(config.data)
+    template = create_gan_state(config, train_set.num_classes, train_set.image_shape, jax.random.key(0))
+    return checkpoint.restore_state(workdir, template)[1].step
+
+
+def test_roll_back_needs_keep_best(live_config):
+    live_config.eval.live_rollback_on_alarm = True
+    live_config.eval.keep_best = False
+    with pytest.raises(ValueError, match="live_rollback_on_alarm' needs eval.keep_best"):
+        validate_config(live_config)

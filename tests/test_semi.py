@@ -239,6 +239,7 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     workdir = os.fspath(tmp_path / "run")
     config = _tiny_config(strategy_steps=40)
     config.semi.average_decay = 0.9
+    config.semi.validation_per_class = 3
     result = experiment.run_experiment(config, workdir, progress=False)
     saved = json.loads(open(os.path.join(workdir, "report.json")).read())
     assert set(saved) == set(semi.FEW_LABEL_STRATEGIES) | {"meta"}
@@ -257,6 +258,15 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     assert "| semi_gan |" in markdown and "Polyak" in markdown
     last_iterate = saved["meta"]["last_iterate_accuracy"]
     assert all(len(last_iterate[strategy]) == 2 for strategy in semi.FEW_LABEL_STRATEGIES)
+    validation = saved["meta"]["validation"]
+    assert validation["num_images"] == 30 and validation["per_class"] == 3
+    for strategy in semi.FEW_LABEL_STRATEGIES:
+        assert len(validation["accuracy"][strategy]) == 2
+        # 30 images: every accuracy is a multiple of 1/30, and the classifiers beat chance.
+        assert all(abs(30 * value - round(30 * value)) < 1e-6 for value in validation["accuracy"][strategy])
+        assert np.mean(validation["accuracy"][strategy]) > 0.2, (strategy, validation["accuracy"][strategy])
+    assert "- Validation: 30 more labelled training images" in markdown
+    assert os.path.exists(os.path.join(workdir, semi.VALIDATION_INDICES_FILE))
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished strategy was trained again")
@@ -274,6 +284,34 @@ def test_labelled_subset_is_fixed_and_saved(tmp_path):
     np.testing.assert_array_equal(data.class_counts(train_set.labels[first], 10), [5] * 10)
     data.load_train_and_test(config.data, workdir=tmp_path)
     np.testing.assert_array_equal(semi.labelled_indices(os.fspath(tmp_path), train_set, config), first)
+
+
+def test_validation_images_are_outside_the_labelled_subset_fixed_and_saved(tmp_path):
+    config = _tiny_config()
+    workdir = os.fspath(tmp_path)
+    train_set, _ = data.load_train_and_test(config.data, workdir=workdir)
+    labelled = semi.labelled_indices(workdir, train_set, config)
+    assert semi.validation_indices(workdir, train_set, labelled, config) is None  # off by default
+    config.semi.validation_per_class = 4
+    held_out = semi.validation_indices(workdir, train_set, labelled, config)
+    assert len(held_out) == 40 and not np.intersect1d(held_out, labelled).size
+    np.testing.assert_array_equal(data.class_counts(train_set.labels[held_out], 10), [4] * 10)
+    np.testing.assert_array_equal(semi.validation_indices(workdir, train_set, labelled, config), held_out)
+    # A saved file made with another size, or overlapping the labelled subset, is refused.
+    config.semi.validation_per_class = 5
+    with pytest.raises(ValueError, match="not semi.validation_per_class=5"):
+        semi.validation_indices(workdir, train_set, labelled, config)
+    with pytest.raises(ValueError, match="shares images with the labelled subset"):
+        semi.validation_indices(workdir, train_set, held_out, config)
+
+
+def test_too_many_validation_images_are_named(tmp_path):
+    config = _tiny_config()
+    config.semi.validation_per_class = 10**6
+    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
+    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    with pytest.raises(ValueError, match="semi.validation_per_class' = 1000000 is too large"):
+        semi.validation_indices(os.fspath(tmp_path), train_set, labelled, config)
 
 
 def test_batches_hold_labelled_images_only_in_the_labelled_part():
@@ -348,6 +386,7 @@ def test_strategy_of_the_other_experiment_is_named():
     ("learning_rate", 0.0, "semi.learning_rate"),
     ("entropy_weight", -1.0, "semi.entropy_weight"),
     ("average_decay", 1.0, "semi.average_decay"),
+    ("validation_per_class", -1, "semi.validation_per_class"),
 ])
 def test_bad_semi_settings_are_named(key, value, message):
     config = _tiny_config()
