@@ -10,7 +10,7 @@
 Per batch size it times, round-robin (A, B, C, D, E, A, B, ...) so all see the same load:
   A  ganjax's GAN step: the jitted, donated, sharded per-step function;
   A2 (when the config's train.steps_per_call K > 1) the same steps K per call under
-     `lax.scan` (ganjax.train.make_multi_step), which is what the training loop then runs;
+     `lax.scan` (ganjax.steps.make_multi_step), which is what the training loop then runs;
   B  a PyTorch eager twin of the same architecture (benchmarks/torch_reference.py);
   C  PyTorch's usual ConvTranspose conditional DCGAN (ngf = ndf = model.discriminator_width);
   D  ganjax's classifier step (SmallCNN of width classifier.width, BatchNorm, avg_pool);
@@ -148,7 +148,7 @@ def ganjax_gan(config, batch_size: int, image_shape, num_classes: int) -> tuple[
 
 def ganjax_gan_multi(config, batch_size: int, image_shape, num_classes: int) -> Timed:
     """Timed A2: train.steps_per_call = K steps per jitted call, as the training loop runs them."""
-    from ganjax.train import make_multi_step
+    from ganjax.steps import make_multi_step
 
     k = config.train.steps_per_call
     mesh, state, batch = _gan_inputs(config, batch_size, image_shape, num_classes, (k, config.gan.n_critic))

@@ -175,6 +175,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Labelled training images per class, outside the labelled subset, held out to compare settings
     # on validation accuracy rather than on test (0 = none). A real few-label user would not have them.
     config.semi.validation_per_class = 0
+    # Steps per jitted call (lax.scan, as train.steps_per_call): the same results, faster on CPU.
+    config.semi.steps_per_call = 1
     return config
 
 
@@ -411,7 +413,8 @@ def _validate_recognition(given: dict) -> None:
 
 def _validate_semi(given: dict) -> None:
     """Checks of the few-label section (see ganjax.semi)."""
-    for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size", "semi.labelled_batch_size"]:
+    for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size",
+                 "semi.labelled_batch_size", "semi.steps_per_call"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",

@@ -237,15 +237,19 @@ def dense_only(strategy: str, config) -> bool:
 @functools.cache
 def jitted_multi_seed_step(
     strategy: str, spec, num_classes: int, mesh: jax.sharding.Mesh, dense_only: bool = False,
-    average_decay: float = 0.0,
+    average_decay: float = 0.0, steps_per_call: int = 1,
 ) -> Callable:
     """S seeds' steps in one compiled program: (states [S], batch [S, B, ...], keys [S]) ->
     (states, metrics [S]); states replicated and donated, batches sharded on their batch axis.
-    With average_decay > 0 the states are (state, averaged classifier params) (`with_average`)."""
+    With average_decay > 0 the states are (state, averaged classifier params) (`with_average`).
+    steps_per_call K > 1: K such steps per call (`steps.make_multi_step`), batches [K, S, B, ...],
+    keys [K, S], metrics [K, S]."""
     step = make_step(strategy, spec, num_classes)
     if average_decay > 0:
         step = with_average(step, average_decay)
     step = over_seeds(step, in_axes=(0, 0, 0), vectorize=dense_only)
+    if steps_per_call > 1:
+        return parallel.jit_step(steps.make_multi_step(step), mesh, batch_axis=2)
     return parallel.jit_step(step, mesh, batch_axis=1)
 
 
@@ -305,22 +309,37 @@ def train_strategy(
     states = parallel.replicate(states, mesh)
     step_keys = parallel.replicate(step_keys, mesh)
     fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
-    train_step = jitted_multi_seed_step(
-        strategy, step_spec(strategy, config), train_set.num_classes, mesh, dense_only(strategy, config),
-        average_decay,
+    # fold_in for K steps at once: [K, S] keys, the per-step loop's keys stacked.
+    fold_in_steps = jax.jit(jax.vmap(fold_in, in_axes=(None, 0)))
+    multi_seed_step = functools.partial(
+        jitted_multi_seed_step, strategy, step_spec(strategy, config), train_set.num_classes, mesh,
+        dense_only(strategy, config), average_decay,
     )
+    train_step = multi_seed_step()
+    steps_per_call = config.semi.steps_per_call
+    multi_step = multi_seed_step(steps_per_call) if steps_per_call > 1 else None
     num_seeds, num_steps = config.experiment.num_seeds, config.semi.steps
     bar = tqdm(total=num_steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
+    step = 0
     with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:
-        for step in range(num_steps):
-            batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
-            states, metrics = train_step(states, batch, fold_in(step_keys, step))
-            bar.update(1)
-            if (step + 1) % 100 == 0 or step + 1 == num_steps:
+        while step < num_steps:
+            if multi_step is not None and step + steps_per_call <= num_steps:
+                calls = np.arange(step, step + steps_per_call)
+                host_batch = data.stack_batches([next(batches) for _ in calls])
+                batch = parallel.shard_global_batch(host_batch, mesh, batch_axis=2)
+                states, stacked = multi_step(states, batch, fold_in_steps(step_keys, calls))
+                metrics = jax.tree.map(lambda value: value[-1], stacked)
+            else:
+                calls = [step]
+                batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
+                states, metrics = train_step(states, batch, fold_in(step_keys, step))
+            previous, step = step, step + len(calls)
+            bar.update(len(calls))
+            if step // 100 > previous // 100 or step == num_steps:
                 values = {name: float(np.mean(value)) for name, value in jax.device_get(metrics).items()}
                 if not all(np.isfinite(v) for v in values.values()):
                     raise FloatingPointError(
-                        f"{strategy}: non-finite metrics {values} at step {step + 1}; lower semi.learning_rate "
+                        f"{strategy}: non-finite metrics {values} at step {step}; lower semi.learning_rate "
                         f"(now {config.semi.learning_rate})."
                     )
                 bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})

@@ -11,6 +11,7 @@ import ml_collections
 from ganjax import losses
 from ganjax.augment import Augmentation, augment
 from ganjax.state import GANState, GeneratorSource, ModelState, generator_source
+from ganjax.xla_cpu import canonicalize_convs
 
 Batch = dict[str, jnp.ndarray]
 Metrics = dict[str, jnp.ndarray]
@@ -483,3 +484,25 @@ def make_supervised_few_label_step(spec: FewLabelSpec) -> Callable[[ModelState, 
 def few_label_logits(discriminator: ModelState, images: jnp.ndarray) -> jnp.ndarray:
     """Inference-mode class logits [B, K] of a few-label discriminator (no noise)."""
     return _discriminate(discriminator, discriminator.params, images, None)[0]
+
+
+def make_multi_step(train_step: Callable[[Any, Batch, jax.Array], tuple[Any, Metrics]]) -> Callable:
+    """`train_step` over K stacked batches in one `lax.scan`: (state, batches, keys) -> (state,
+    metrics), with every batch and key leaf stacked on a new leading axis K (e.g. GAN batches
+    [K, n_critic, B, ...] and keys [K]) and each metric [K, ...], step by step.
+
+    On CPU the scanned body is `canonicalize_convs(train_step)`: convolutions inside a loop body
+    stay non-canonical on XLA:CPU and run several times slower (ganjax/xla_cpu.py), and
+    canonicalize_convs does not reach into a scan it is given, so it wraps the step, not the scan.
+    """
+    # On GPU / TPU XLA lays convolutions out itself, inside loops too: the step is scanned as it is.
+    canonical_step = canonicalize_convs(train_step) if jax.default_backend() == "cpu" else train_step
+
+    def multi_step(state: Any, batches: Batch, keys: jax.Array) -> tuple[Any, Metrics]:
+        def body(state, inputs):
+            batch, key = inputs
+            return canonical_step(state, batch, key)
+
+        return jax.lax.scan(body, state, (batches, keys))
+
+    return multi_step

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -24,8 +24,7 @@ from ganjax import checkpoint, data, live, parallel, visualize
 from ganjax.config import validate_config
 from ganjax.sample import class_grid_labels, generate_images
 from ganjax.state import GANState, create_gan_state
-from ganjax.steps import Batch, Metrics, make_gan_train_step
-from ganjax.xla_cpu import canonicalize_convs
+from ganjax.steps import make_gan_train_step, make_multi_step
 
 METRICS_FILE = "metrics.jsonl"
 logger = logging.getLogger("ganjax")
@@ -67,29 +66,6 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         )
 
 
-def make_multi_step(
-    train_step: Callable[[GANState, Batch, jax.Array], tuple[GANState, Metrics]],
-) -> Callable[[GANState, Batch, jax.Array], tuple[GANState, Metrics]]:
-    """`train_step` over K stacked batches in one `lax.scan`: (state, batches, keys) -> (state,
-    metrics), with batches [K, n_critic, B, ...], keys [K] and each metric [K], step by step.
-
-    On CPU the scanned body is `canonicalize_convs(train_step)`: convolutions inside a loop body
-    stay non-canonical on XLA:CPU and run several times slower (ganjax/xla_cpu.py), and
-    canonicalize_convs does not reach into a scan it is given, so it wraps the step, not the scan.
-    """
-    # On GPU / TPU XLA lays convolutions out itself, inside loops too: the step is scanned as it is.
-    canonical_step = canonicalize_convs(train_step) if jax.default_backend() == "cpu" else train_step
-
-    def multi_step(state: GANState, batches: Batch, keys: jax.Array) -> tuple[GANState, Metrics]:
-        def body(state, inputs):
-            batch, key = inputs
-            return canonical_step(state, batch, key)
-
-        return jax.lax.scan(body, state, (batches, keys))
-
-    return multi_step
-
-
 @jax.jit
 def _step_keys(step_key: jax.Array, steps: jax.Array) -> jax.Array:
     """fold_in(step_key, step) for each of steps [K]: the per-step loop's keys, stacked."""
@@ -104,10 +80,6 @@ def _add_steps(sums: Metrics | None, stacked: Metrics) -> Metrics:
         metrics = {name: value[index] for name, value in stacked.items()}
         sums = metrics if sums is None else jax.tree.map(jax.numpy.add, sums, metrics)
     return sums
-
-
-def _stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
 
 
 def _initial_state(
@@ -177,7 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         while step < total:
             if steps_per_call > 1 and step % steps_per_call == 0 and step + steps_per_call <= total:
                 step_fn, call_steps = multi_step, np.arange(step + 1, step + steps_per_call + 1)
-                host_batch = _stack_batches([next(batches) for _ in call_steps])
+                host_batch = data.stack_batches([next(batches) for _ in call_steps])
                 batch = parallel.shard_global_batch(host_batch, mesh, batch_axis=2)
                 state, metrics = multi_step(state, batch, _step_keys(step_key, call_steps))
                 metric_sums = _add_steps(metric_sums, metrics)

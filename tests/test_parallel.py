@@ -33,7 +33,7 @@ for count in (1, 4):
         state, metrics = train_step(state, batch, jax.random.key(index))
     results[count] = jax.device_get((state, metrics))
 # train.steps_per_call > 1: the three steps in one lax.scan call, batches [K, n_critic, B, ...] sharded on axis 2.
-from ganjax.train import make_multi_step
+from ganjax.steps import make_multi_step
 multi_step = parallel.jit_step(make_multi_step(steps.make_gan_train_step(config)), mesh, batch_axis=2)
 state = parallel.replicate(create_gan_state(config, 10, (16, 16, 1), jax.random.key(0)), mesh)
 stacked = parallel.shard_batch({name: np.stack([b[name] for b in batches]) for name in batches[0]}, mesh, batch_axis=2)

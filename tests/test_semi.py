@@ -276,6 +276,20 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     assert again["semi_gan"]["accuracy"] == result["semi_gan"]["accuracy"]
 
 
+@pytest.mark.parametrize("strategy", ["semi_gan", "supervised"])
+def test_steps_per_call_trains_exactly_as_one_step_per_call(strategy, tmp_path):
+    config = _tiny_config(strategy_steps=7)  # two calls of 3 steps, then one single step
+    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
+    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    per_step, _ = semi.train_strategy(strategy, config, train_set, labelled, mesh, progress=False)
+    config.semi.steps_per_call = 3
+    scanned, _ = semi.train_strategy(strategy, config, train_set, labelled, mesh, progress=False)
+    # Every array (params, optimiser and BatchNorm state, step) alike; the static fields are functions.
+    chex.assert_trees_all_equal(jax.tree.leaves(scanned), jax.tree.leaves(per_step))
+    assert int(semi.classifier_of(scanned).step[0]) == 7
+
+
 def test_labelled_subset_is_fixed_and_saved(tmp_path):
     config = _tiny_config()
     train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
@@ -387,6 +401,7 @@ def test_strategy_of_the_other_experiment_is_named():
     ("entropy_weight", -1.0, "semi.entropy_weight"),
     ("average_decay", 1.0, "semi.average_decay"),
     ("validation_per_class", -1, "semi.validation_per_class"),
+    ("steps_per_call", 0, "semi.steps_per_call"),
 ])
 def test_bad_semi_settings_are_named(key, value, message):
     config = _tiny_config()

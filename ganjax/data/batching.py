@@ -108,6 +108,12 @@ def batch_at(
     }
 
 
+def stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Host batches (dicts of arrays with the same keys and shapes) stacked on a new leading
+    axis: the K batches of one K-steps-per-call training call."""
+    return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
+
+
 def stacked_batch_at(
     dataset: Dataset,
     batch_size: int,
