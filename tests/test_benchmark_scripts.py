@@ -1,4 +1,4 @@
-"""benchmarks/profile_training.py: the phase table adds up and the patched functions are restored."""
+"""Benchmark scripts that need no torch run and print what they promise (timings are not checked)."""
 
 import os
 import sys
@@ -9,6 +9,7 @@ from ganjax import checkpoint, data, parallel
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import profile_training
+import semi_steps_per_call
 
 
 def test_profile_table_covers_every_phase_and_adds_up(capsys):
@@ -30,3 +31,14 @@ def test_profile_table_covers_every_phase_and_adds_up(capsys):
     for phase in ("start-up", "first calls", "GAN steps", "sample grids", "checkpoints"):
         assert rows[phase][0] > 0, phase
     assert (parallel.jit_step, data.iterate_batches, checkpoint.save) == originals
+
+
+def test_semi_steps_per_call_prints_a_time_per_k(capsys):
+    exit_code = semi_steps_per_call.main([
+        "--config", os.path.join(REPO, "configs", "digits_semi.py"), "--strategy", "supervised",
+        "--ks", "1,3", "--steps", "3", "--repeats", "1",
+    ])
+    assert exit_code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[-2:]] == ["K=1", "K=3"]
+    assert lines[-1].endswith("x") and "ms/step" in lines[-1]
