@@ -10,7 +10,7 @@ from ganjax.config import default_config
 def get_config():
     config = default_config()
     config.data.source = "idx:/usr/share/datasets/fashion-mnist"
-    config.train.steps = 10000
+    config.train.steps = 20000  # FID 22.2 at 10,000 steps, 18.1 at 20,000 (BENCHMARKS.md)
     config.train.batch_size = 64
     config.train.log_every = 100
     config.train.sample_every = 1000
