@@ -452,7 +452,7 @@ def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, wor
     train_seconds = time.perf_counter() - start
     last_iterate = evaluate(classifier_of(states), test_set, config, mesh)
     tested = classifier_of(states) if averaged is None else averaged
-    per_seed = last_iterate if averaged is None else evaluate(averaged, test_set, config, mesh)
+    per_seed = last_iterate if averaged is None else evaluate(tested, test_set, config, mesh)
     validation_accuracy = None
     if validation_set is not None:
         validation_accuracy = [result["accuracy"] for result in evaluate(tested, validation_set, config, mesh)]
@@ -571,7 +571,7 @@ def _notes(meta: dict) -> str:
     ]
     validation = meta.get("validation")
     if validation is None:
-        lines.insert(4, "- No validation split: settings were not chosen on held-out labels.")
+        lines.insert(4, "- No validation split (semi.validation_per_class = 0).")
     else:
         accuracy = {name: f"{100 * np.mean(values):.1f}" for name, values in validation["accuracy"].items() if values}
         lines.append(
