@@ -10,6 +10,7 @@ import difflib
 
 import ml_collections
 
+from ganjax.augment import parse_diff_augment
 from ganjax.losses import GAN_LOSSES
 from ganjax.models.gan import DISCRIMINATOR_HEADS
 from ganjax.models.layers import UPSAMPLE_MODES
@@ -71,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.gan.r1_gamma = 0.0  # weight gamma/2 of the R1 penalty; 0 turns it off
     config.gan.gp_weight = 0.0  # WGAN-GP weight lambda; 0 turns it off
     config.gan.ema_decay = 0.999  # EMA of the generator's parameters; 0 turns it off
+    # DiffAugment (Zhao et al. 2020) before D, on real and generated images alike: a comma-separated
+    # subset of "color,translation,cutout"; "" turns it off. For small or long-tailed training sets.
+    config.gan.diffaugment = ""
 
     config.optim = ml_collections.ConfigDict()
     config.optim.generator_lr = 2e-4
@@ -334,6 +338,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     for name in ("eval.live_num_samples", "eval.live_classifier_steps"):
         if given[name] < 2:
             raise ValueError(f"Config key {name!r} must be at least 2, got {given[name]}.")
+    parse_diff_augment(given["gan.diffaugment"])
     if not 0.0 <= given["gan.ema_decay"] < 1.0:
         raise ValueError(f"Config key 'gan.ema_decay' must be in [0, 1), got {given['gan.ema_decay']}.")
     if given["data.subset"] == "long_tail" and given["data.imbalance_ratio"] <= 1:

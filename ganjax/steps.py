@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from ganjax import losses
-from ganjax.augment import Augmentation, augment
+from ganjax.augment import Augmentation, augment, diff_augment, parse_diff_augment
 from ganjax.state import GANState, GeneratorSource, ModelState, generator_source
 from ganjax.xla_cpu import canonicalize_convs
 
 Batch = dict[str, jnp.ndarray]
 Metrics = dict[str, jnp.ndarray]
+DIFF_AUGMENT_STREAM = 0x0D1F  # fold_in constant of DiffAugment's keys in the GAN updates
 
 
 def generate(
@@ -48,16 +49,24 @@ def _discriminator_update(
     key: jax.Array,
 ) -> tuple[ModelState, Metrics]:
     noise_key, penalty_key = jax.random.split(key)
+    # DiffAugment's keys branch off `key` (fold_in), leaving the other streams as without it.
+    real_augment_key, fake_augment_key = jax.random.split(jax.random.fold_in(key, DIFF_AUGMENT_STREAM))
     noise = jax.random.normal(noise_key, (real_images.shape[0], config.model.noise_dim))
     fake_images, _ = generate(state.generator, state.generator.params, noise, labels, train=True)
     fake_images = jax.lax.stop_gradient(fake_images)
     discriminator = state.discriminator
+    ops = parse_diff_augment(config.gan.diffaugment)
 
     def loss_fn(params):
-        def score(images):
-            return discriminator.apply_fn({"params": params}, images, labels)
+        def scorer(augment_key):
+            def score(images):
+                images = diff_augment(augment_key, images, ops)
+                return discriminator.apply_fn({"params": params}, images, labels)
 
-        real_logits, fake_logits = score(real_images), score(fake_images)
+            return score
+
+        score = scorer(real_augment_key)
+        real_logits, fake_logits = score(real_images), scorer(fake_augment_key)(fake_images)
         loss = losses.discriminator_loss(config.gan.loss, real_logits, fake_logits)
         metrics = {
             "d_loss": loss,
@@ -82,10 +91,13 @@ def _generator_update(
     config: ml_collections.ConfigDict, state: GANState, labels: jnp.ndarray, key: jax.Array
 ) -> tuple[ModelState, Metrics]:
     noise = jax.random.normal(key, (labels.shape[0], config.model.noise_dim))
+    augment_key = jax.random.fold_in(key, DIFF_AUGMENT_STREAM)
     generator, discriminator = state.generator, state.discriminator
+    ops = parse_diff_augment(config.gan.diffaugment)
 
     def loss_fn(params):
         fake_images, batch_stats = generate(generator, params, noise, labels, train=True)
+        fake_images = diff_augment(augment_key, fake_images, ops)
         fake_logits = discriminator.apply_fn({"params": discriminator.params}, fake_images, labels)
         return losses.generator_loss(config.gan.loss, fake_logits), batch_stats
 

@@ -73,6 +73,23 @@ def test_train_step_updates_everything_and_compiles_once(tiny_config, n_critic):
         assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_diff_augment_changes_the_step_and_leaves_the_off_path_unchanged(tiny_config):
+    state, batch = _state(tiny_config), _batch(tiny_config)
+    key = jax.random.key(7)
+    plain_step = jax.jit(steps.make_gan_train_step(tiny_config))
+    reference, _ = plain_step(state, batch, key)
+    tiny_config.gan.diffaugment = "color,translation,cutout"
+    augmented, metrics = jax.jit(steps.make_gan_train_step(tiny_config))(state, batch, key)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), reference.discriminator.params,
+                         augmented.discriminator.params)
+    assert max(jax.tree.leaves(moved)) > 0
+    # DiffAugment's keys branch off: the noise the generator sees is the same with it on or off.
+    tiny_config.gan.diffaugment = ""
+    again, _ = plain_step(state, batch, key)
+    chex.assert_trees_all_equal(reference.generator.params, again.generator.params)
+
+
 def test_ema_lags_behind_the_generator(tiny_config):
     tiny_config.gan.ema_decay = 0.99
     step_fn = jax.jit(steps.make_gan_train_step(tiny_config))
