@@ -145,6 +145,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.augment_flip = False  # horizontal flips: valid for clothes, not digits
     config.experiment.augment_padding = "constant"  # "constant" (-1) or "reflect"
     config.experiment.synthetic_fraction = 0.5  # share of each batch generated; -1: the balancing share
+    # > 0: GAN strategies draw class-balanced batches in which every class is topped up to this many
+    # images with synthetic ones (ganjax.recognition.top_up_plan); synthetic_fraction is then unused.
+    # 0: uniform real batches plus synthetic_fraction synthetic images.
+    config.experiment.synthetic_top_up = 0
     config.experiment.filter = "none"  # "none" | "confidence" | "discriminator"
     config.experiment.filter_threshold = 0.5  # confidence filter: min p(label | synthetic image)
     config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
@@ -407,6 +411,11 @@ def _validate_recognition(given: dict) -> None:
         raise ValueError(
             f"Config key 'experiment.synthetic_fraction' must be in (0, 1), or -1 for the share that balances "
             f"the classes; got {fraction}."
+        )
+    if given["experiment.synthetic_top_up"] < 0:
+        raise ValueError(
+            f"Config key 'experiment.synthetic_top_up' must be >= 0 (0 = use synthetic_fraction), "
+            f"got {given['experiment.synthetic_top_up']}."
         )
     if not 0.0 <= given["experiment.filter_threshold"] <= 1.0:
         raise ValueError(f"Config key 'experiment.filter_threshold' must be in [0, 1], got {given['experiment.filter_threshold']}.")

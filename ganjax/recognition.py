@@ -9,7 +9,10 @@ seeds; they differ only in what a batch holds and how it is weighted:
   oversample    class-balanced sampling: a class uniformly, then one of its images;
   augment       uniform batches, random shifts (and flips where valid);
   gan           B_real uniform real images + B_syn images made inside the step by a
-                conditional generator, labels drawn to top every class up to balance;
+                conditional generator, labels drawn to top every class up to balance
+                (experiment.synthetic_fraction); or, with experiment.synthetic_top_up = L,
+                class-balanced batches in which every class has its real images plus
+                synthetic ones up to L (`top_up_plan`);
   gan+augment   the same, both parts augmented.
 
 Seeds. Seed s has its own initialisation, dropout/augmentation/synthesis randomness and its
@@ -140,6 +143,42 @@ def split_batch(batch_size: int, synthetic_fraction: float, counts: np.ndarray) 
     return batch_size - num_synthetic, num_synthetic
 
 
+def top_up_plan(counts: np.ndarray, level: int, batch_size: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Batches drawn from every class topped up to `level` images with synthetic ones.
+
+    Each class is 1/K of a batch; within class c a slot is real with probability
+    rho_c = min(1, n_c / level), synthetic otherwise. So classes with at least `level` images
+    get no synthetic ones, and a class with n_c < level has its n_c real images plus
+    level - n_c synthetic ones. level = n_max is the balancing share with uniform real batches
+    (synthetic_fraction -1); a level at or below the smallest class is class-balanced
+    over-sampling, with no synthetic images (refused here).
+
+    Returns:
+      (num_real, num_synthetic, real class probabilities [K], synthetic label probabilities [K]).
+    """
+    counts = np.asarray(counts, np.float64)
+    if level <= counts.min():
+        raise ValueError(
+            f"experiment.synthetic_top_up={level} is at or below the smallest class ({int(counts.min())} images): "
+            "no class would get synthetic images. Raise it (the largest class has "
+            f"{int(counts.max())}), or use the oversample strategy."
+        )
+    real_share = np.minimum(1.0, counts / level)
+    num_real = int(round(batch_size * real_share.mean()))
+    num_real = min(max(num_real, 1), batch_size - 1)
+    synthetic_share = 1.0 - real_share
+    return num_real, batch_size - num_real, real_share / real_share.sum(), synthetic_share / synthetic_share.sum()
+
+
+def real_class_probs(strategy: Strategy, config, counts: np.ndarray) -> np.ndarray | None:
+    """Class probabilities [K] of the real images of a GAN strategy topping classes up
+    (experiment.synthetic_top_up > 0); None when real batches are uniform or class-balanced."""
+    level = config.experiment.synthetic_top_up
+    if not strategy.synthetic or level <= 0:
+        return None
+    return top_up_plan(counts, level, config.classifier.batch_size)[2]
+
+
 def make_step_spec(strategy: Strategy, config, counts: np.ndarray) -> tuple[ClassifierStepSpec, int]:
     """(the strategy's static step description, real images per step)."""
     experiment = config.experiment
@@ -150,8 +189,11 @@ def make_step_spec(strategy: Strategy, config, counts: np.ndarray) -> tuple[Clas
         )
     if not strategy.synthetic:
         return ClassifierStepSpec(augmentation=augmentation), config.classifier.batch_size
-    num_real, num_synthetic = split_batch(config.classifier.batch_size, experiment.synthetic_fraction, counts)
-    probs = synthetic_label_probs(counts, num_real, num_synthetic)
+    if experiment.synthetic_top_up > 0:
+        num_real, num_synthetic, _, probs = top_up_plan(counts, experiment.synthetic_top_up, config.classifier.batch_size)
+    else:
+        num_real, num_synthetic = split_batch(config.classifier.batch_size, experiment.synthetic_fraction, counts)
+        probs = synthetic_label_probs(counts, num_real, num_synthetic)
     spec = ClassifierStepSpec(
         augmentation=augmentation,
         num_synthetic=num_synthetic,
@@ -209,11 +251,13 @@ class RealBatches:
         self.num_real = num_real
         self.class_weights = np.asarray(class_weights, np.float32)
         self.seeds = [data_seed(config, s) for s in range(config.experiment.num_seeds)]
+        counts = data.class_counts(train_set.labels, train_set.num_classes)
+        self.class_probs = real_class_probs(strategy, config, counts)
 
     def indices(self, seed: int, step: int) -> np.ndarray:
-        if self.strategy.sampling == "class_balanced":
+        if self.strategy.sampling == "class_balanced" or self.class_probs is not None:
             return data.balanced_sample_indices(
-                self.train_set.labels, self.train_set.num_classes, self.num_real, step, seed
+                self.train_set.labels, self.train_set.num_classes, self.num_real, step, seed, self.class_probs
             )
         return data.batch_indices(len(self.train_set), self.num_real, step, seed)
 

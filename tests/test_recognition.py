@@ -46,6 +46,35 @@ def _dummy_source():
     return GeneratorSource({}, {}, {}, generator_apply, None)
 
 
+@pytest.mark.parametrize("level", [100, 400])
+def test_top_up_batches_are_balanced_and_real_where_classes_have_enough(level):
+    counts = np.array([400, 200, 100, 50])
+    labels = np.repeat(np.arange(4), counts).astype(np.int32)
+    num_real, num_synthetic, real_probs, synthetic_probs = recognition.top_up_plan(counts, level, 100)
+    real_share = np.minimum(1, counts / level)
+    assert num_real == round(100 * real_share.mean()) and num_real + num_synthetic == 100
+    assert synthetic_probs[counts >= level].sum() == 0  # no synthetic images where real ones suffice
+    if level == 400:  # the top level reproduces the balancing share of uniform real batches
+        assert (num_real, num_synthetic) == recognition.split_batch(100, -1, counts)
+        np.testing.assert_allclose(real_probs, counts / counts.sum())
+        # (up to rounding the share to whole images)
+        np.testing.assert_allclose(synthetic_probs, recognition.synthetic_label_probs(counts, num_real, num_synthetic), atol=1e-3)
+    mix = np.zeros(4)
+    real_mix = np.zeros(4)
+    for step in range(300):
+        real = labels[data.balanced_sample_indices(labels, 4, num_real, step, 0, real_probs)]
+        real_mix += np.bincount(real, minlength=4)
+        synthetic = np.random.default_rng(step).choice(4, num_synthetic, p=synthetic_probs)
+        mix += np.bincount(np.concatenate([real, synthetic]), minlength=4)
+    np.testing.assert_allclose(mix / mix.sum(), 0.25, atol=0.015)
+    np.testing.assert_allclose(real_mix / real_mix.sum(), real_probs, atol=0.015)
+
+
+def test_top_up_below_the_smallest_class_is_refused():
+    with pytest.raises(ValueError, match="synthetic_top_up=50 is at or below the smallest class"):
+        recognition.top_up_plan(np.array([400, 50]), 50, 64)
+
+
 @pytest.mark.parametrize("synthetic_fraction", [-1.0, 0.5])
 def test_synthetic_labels_top_up_to_balance(synthetic_fraction):
     counts = np.array([400, 200, 100, 50])

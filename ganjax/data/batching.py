@@ -46,9 +46,12 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
     return permutation[start : start + batch_size].astype(np.int64)
 
 
-def balanced_sample_indices(labels: np.ndarray, num_classes: int, batch_size: int, step: int, seed: int) -> np.ndarray:
-    """Class-balanced sample: each of `batch_size` slots picks a class uniformly, then one of its
-    examples uniformly (with replacement). Deterministic in (seed, step).
+def balanced_sample_indices(
+    labels: np.ndarray, num_classes: int, batch_size: int, step: int, seed: int, class_probs: np.ndarray | None = None
+) -> np.ndarray:
+    """Class-balanced sample: each of `batch_size` slots picks a class uniformly (or with
+    probabilities `class_probs` [num_classes]), then one of its examples uniformly (with
+    replacement). Deterministic in (seed, step).
 
     Returns:
       [batch_size] int64 indices into `labels`.
@@ -58,7 +61,10 @@ def balanced_sample_indices(labels: np.ndarray, num_classes: int, batch_size: in
     counts = np.bincount(labels, minlength=num_classes)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rng = np.random.default_rng([int(seed), int(step)])
-    classes = rng.integers(0, num_classes, batch_size)
+    if class_probs is None:
+        classes = rng.integers(0, num_classes, batch_size)
+    else:
+        classes = rng.choice(num_classes, batch_size, p=np.asarray(class_probs, np.float64))
     offsets = np.floor(rng.random(batch_size) * counts[classes]).astype(np.int64)
     return order[starts[classes] + offsets].astype(np.int64)
 
