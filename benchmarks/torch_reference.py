@@ -11,7 +11,8 @@
 - `SmallCNN`: ganjax's SmallCNN classifier (avg_pool downsampling).
 - `GANStep`, `ClassifierStep`: one training step as ganjax's `make_gan_train_step` and
   `classifier_train_step` take it (hinge loss, Adam, one D then one G update on the same
-  labels, fresh noise each update, generator EMA).
+  labels, fresh noise each update, generator EMA; with share_generator_forward, one G
+  forward serves both updates, as ganjax's gan.share_generator_forward).
 
 Tensors are NCHW (`channels_last=True` switches the memory format, not the shapes).
 Where ganjax's layout and PyTorch's differ the functions are the same up to a fixed
@@ -198,11 +199,13 @@ class GANStep:
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, noise_dim: int, learning_rate: float,
-                 b1: float, b2: float, ema_decay: float, channels_last: bool = False):
+                 b1: float, b2: float, ema_decay: float, channels_last: bool = False,
+                 share_generator_forward: bool = False):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator = generator.to(memory_format=self.memory_format).train()
         self.discriminator = discriminator.to(memory_format=self.memory_format).train()
         self.noise_dim, self.ema_decay = noise_dim, ema_decay
+        self.share_generator_forward = share_generator_forward
         self.generator_optimizer = adam(self.generator.parameters(), learning_rate, b1, b2)
         self.discriminator_optimizer = adam(self.discriminator.parameters(), learning_rate, b1, b2)
         self.generator_ema = [p.detach().clone() for p in self.generator.parameters()]
@@ -218,8 +221,12 @@ class GANStep:
 
     def __call__(self, real_images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         batch_size = labels.shape[0]
-        with torch.no_grad():
-            fake_images = self.generator(torch.randn(batch_size, self.noise_dim), labels)
+        if self.share_generator_forward:  # one G forward serves both updates (PyTorch's DCGAN example)
+            shared_fakes = self.generator(torch.randn(batch_size, self.noise_dim), labels)
+            fake_images = shared_fakes.detach()
+        else:
+            with torch.no_grad():
+                fake_images = self.generator(torch.randn(batch_size, self.noise_dim), labels)
         real_logits = self.discriminator(real_images, labels)
         fake_logits = self.discriminator(fake_images, labels)
         d_loss = F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
@@ -228,7 +235,10 @@ class GANStep:
         self.discriminator_optimizer.step()
 
         self.discriminator.requires_grad_(False)
-        fake_images = self.generator(torch.randn(batch_size, self.noise_dim), labels)
+        if self.share_generator_forward:
+            fake_images = shared_fakes
+        else:
+            fake_images = self.generator(torch.randn(batch_size, self.noise_dim), labels)
         g_loss = -self.discriminator(fake_images, labels).mean()
         self.generator_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()

@@ -85,6 +85,7 @@ class Timed:
 def check_reference_matches(config) -> None:
     """The PyTorch reference implements ganjax's default GAN and the options below; refuse configs it would not match."""
     implemented = {"gan.loss": ("hinge",), "gan.n_critic": (1,), "gan.r1_gamma": (0.0,), "gan.gp_weight": (0.0,),
+                   "gan.diffaugment": ("",),
                    "model.upsample": ("subpixel", "subpixel2x2"), "model.downsample": ("subpixel",),
                    "model.discriminator_head": ("conv3x3", "none"), "model.generator_norm": ("batch",)}
     for name, values in implemented.items():
@@ -226,6 +227,7 @@ def torch_gan_step(config, generator_module, discriminator_module) -> Callable[[
         return torch_reference.GANStep(
             generator_module(), discriminator_module(), config.model.noise_dim, config.optim.generator_lr,
             config.optim.b1, config.optim.b2, config.gan.ema_decay, channels_last=channels_last,
+            share_generator_forward=config.gan.share_generator_forward,
         )
 
     return make

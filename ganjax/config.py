@@ -75,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
     # DiffAugment (Zhao et al. 2020) before D, on real and generated images alike: a comma-separated
     # subset of "color,translation,cutout"; "" turns it off. For small or long-tailed training sets.
     config.gan.diffaugment = ""
+    # One generator forward per step: the last D update's fake images (training mode) also serve
+    # the G update, which back-propagates through that same pass, as PyTorch's DCGAN example does.
+    # Saves one G forward; G's update then sees the noise of D's last update instead of fresh noise.
+    config.gan.share_generator_forward = False
 
     config.optim = ml_collections.ConfigDict()
     config.optim.generator_lr = 2e-4

@@ -165,3 +165,17 @@ def test_train_step_benchmark_smoke_run_prints_ratios():
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"ratio_same_arch=\d+\.\d+ ratio_convtranspose=\d+\.\d+", lines[-1]), lines[-3:]
     assert "ratios below at batch 8" in lines[-2]
+
+
+@pytest.mark.parametrize("share,forwards", [(False, 2), (True, 1)])
+def test_torch_gan_step_shares_the_generator_forward_when_asked(share, forwards):
+    (_, _, generator), (_, _, discriminator) = _models(28, 1, 10)
+    calls = []
+    generator.register_forward_hook(lambda *args: calls.append(1))
+    step = torch_reference.GANStep(generator, discriminator, 128, 2e-4, 0.5, 0.999, 0.999,
+                                   share_generator_forward=share)
+    before = [p.detach().clone() for p in generator.parameters()]
+    metrics = step(torch.zeros(4, 1, 28, 28), torch.arange(4))
+    assert len(calls) == forwards
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, generator.parameters()))

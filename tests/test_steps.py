@@ -90,6 +90,38 @@ def test_diff_augment_changes_the_step_and_leaves_the_off_path_unchanged(tiny_co
     chex.assert_trees_all_equal(reference.generator.params, again.generator.params)
 
 
+@pytest.mark.parametrize("diffaugment", ["", "translation,cutout"])
+def test_shared_generator_forward_equals_the_two_updates_with_the_same_noise(tiny_config, diffaugment):
+    tiny_config.gan.diffaugment = diffaugment
+    state, batch = _state(tiny_config), _batch(tiny_config)
+    images, labels, key = batch["images"][0], batch["labels"][0], jax.random.key(3)
+    shared, d_metrics, g_metrics = jax.jit(lambda s: steps._shared_forward_update(tiny_config, s, images, labels, key))(state)
+    # Reference: the D update with `key`, then a G update whose noise (and DiffAugment key) is D's.
+    discriminator, reference_d = steps._discriminator_update(tiny_config, state, images, labels, key)
+    noise_key, _ = jax.random.split(key)
+    generator, reference_g = steps._generator_update(tiny_config, state.replace(discriminator=discriminator), labels, noise_key)
+    chex.assert_trees_all_close(shared.discriminator.params, discriminator.params, atol=1e-5)
+    chex.assert_trees_all_close(shared.generator.params, generator.params, atol=1e-5)
+    chex.assert_trees_all_close(shared.generator.batch_stats, generator.batch_stats, atol=1e-5)
+    np.testing.assert_allclose(g_metrics["g_loss"], reference_g["g_loss"], rtol=1e-5)
+    np.testing.assert_allclose(d_metrics["d_loss"], reference_d["d_loss"], rtol=1e-5)
+
+
+def test_shared_generator_forward_in_the_train_step(tiny_config):
+    tiny_config.gan.n_critic = 2
+    state, batch = _state(tiny_config), _batch(tiny_config, n_critic=2)
+    plain, _ = jax.jit(steps.make_gan_train_step(tiny_config))(state, batch, jax.random.key(0))
+    tiny_config.gan.share_generator_forward = True
+    shared, metrics = jax.jit(steps.make_gan_train_step(tiny_config))(state, batch, jax.random.key(0))
+    assert int(shared.step) == 1 and int(shared.discriminator.step) == 2 and int(shared.generator.step) == 1
+    assert set(metrics) >= {"d_loss", "g_loss"}
+    # The first D update is the same; the G update differs (other noise) but moves G.
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.generator.params, shared.generator.params)
+    assert max(jax.tree.leaves(moved)) > 0
+    differs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), plain.generator.params, shared.generator.params)
+    assert max(jax.tree.leaves(differs)) > 0
+
+
 def test_ema_lags_behind_the_generator(tiny_config):
     tiny_config.gan.ema_decay = 0.99
     step_fn = jax.jit(steps.make_gan_train_step(tiny_config))
