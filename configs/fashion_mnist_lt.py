@@ -6,9 +6,10 @@ classes in label order), balanced test set; all six strategies x 5 classifier se
 
 10% of every class's training images (at least one) are held out as validation; the GAN and
 every classifier train on the rest. The GAN: 10,000 steps at batch 64, class-balanced batches
-and DiffAugment (the tail classes have 54-149 images), ~20 min on 2 quiet CPU cores. Each
-strategy: 2,000 classifier steps at batch 64 (about 10 epochs of the long-tailed set), 5 seeds
-in one compiled program, 2-4 min. About 40 minutes in all.
+and DiffAugment (the tail classes have 54-149 images): 20 min on 2 CPU cores (measured while
+shared, load 2-4). Each strategy: 2,000 classifier steps at batch 64 (about 10 epochs of the
+long-tailed set), 5 seeds in one compiled program: 1.6 min (classic) to 2.6 min (GAN) on a
+quiet machine. About 32 minutes in all.
 
 The GAN strategies' settings were chosen on the validation split (BENCHMARKS.md has the
 sweep): every class topped up to 1,000 images with synthetic ones in class-balanced batches,
