@@ -90,10 +90,14 @@ def _discriminator_update(
     return discriminator.apply_gradients(grads=grads), metrics
 
 
+def discriminator_noise_key(key: jax.Array) -> jax.Array:
+    """The key of the noise of the fake images a D update with key `key` makes."""
+    return jax.random.split(key)[0]
+
+
 def discriminator_noise(config: ml_collections.ConfigDict, key: jax.Array, batch_size: int) -> jnp.ndarray:
     """The noise [B, Z] of the fake images a D update with key `key` makes."""
-    noise_key, _ = jax.random.split(key)
-    return jax.random.normal(noise_key, (batch_size, config.model.noise_dim))
+    return jax.random.normal(discriminator_noise_key(key), (batch_size, config.model.noise_dim))
 
 
 def _generator_loss_of_images(
@@ -128,7 +132,6 @@ def _shared_forward_update(
     Equal to `_discriminator_update(key)` followed by `_generator_update` with that noise, minus
     one generator forward. Returns (state with new D and G, D metrics, G metrics)."""
     noise = discriminator_noise(config, key, real_images.shape[0])
-    noise_key, _ = jax.random.split(key)
 
     def forward(params):
         return generate(state.generator, params, noise, labels, train=True)
@@ -136,7 +139,7 @@ def _shared_forward_update(
     fake_images, generator_vjp, batch_stats = jax.vjp(forward, state.generator.params, has_aux=True)
     discriminator, d_metrics = _discriminator_update(config, state, real_images, labels, key, fake_images)
     loss, image_grads = jax.value_and_grad(
-        lambda images: _generator_loss_of_images(config, discriminator, images, labels, noise_key)
+        lambda images: _generator_loss_of_images(config, discriminator, images, labels, discriminator_noise_key(key))
     )(fake_images)
     (grads,) = generator_vjp(image_grads)
     generator = state.generator.apply_gradients(grads=grads, batch_stats=batch_stats)

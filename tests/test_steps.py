@@ -98,8 +98,8 @@ def test_shared_generator_forward_equals_the_two_updates_with_the_same_noise(tin
     shared, d_metrics, g_metrics = jax.jit(lambda s: steps._shared_forward_update(tiny_config, s, images, labels, key))(state)
     # Reference: the D update with `key`, then a G update whose noise (and DiffAugment key) is D's.
     discriminator, reference_d = steps._discriminator_update(tiny_config, state, images, labels, key)
-    noise_key, _ = jax.random.split(key)
-    generator, reference_g = steps._generator_update(tiny_config, state.replace(discriminator=discriminator), labels, noise_key)
+    generator, reference_g = steps._generator_update(
+        tiny_config, state.replace(discriminator=discriminator), labels, steps.discriminator_noise_key(key))
     chex.assert_trees_all_close(shared.discriminator.params, discriminator.params, atol=1e-5)
     chex.assert_trees_all_close(shared.generator.params, generator.params, atol=1e-5)
     chex.assert_trees_all_close(shared.generator.batch_stats, generator.batch_stats, atol=1e-5)
