@@ -164,10 +164,9 @@ def top_up_plan(counts: np.ndarray, level: int, batch_size: int) -> tuple[int, i
             f"{int(counts.max())}), or use the oversample strategy."
         )
     real_share = np.minimum(1.0, counts / level)
-    num_real = int(round(batch_size * real_share.mean()))
-    num_real = min(max(num_real, 1), batch_size - 1)
+    num_real, num_synthetic = split_batch(batch_size, 1.0 - real_share.mean(), counts)
     synthetic_share = 1.0 - real_share
-    return num_real, batch_size - num_real, real_share / real_share.sum(), synthetic_share / synthetic_share.sum()
+    return num_real, num_synthetic, real_share / real_share.sum(), synthetic_share / synthetic_share.sum()
 
 
 def real_class_probs(strategy: Strategy, config, counts: np.ndarray) -> np.ndarray | None:
