@@ -51,6 +51,8 @@ def test_apply_overrides_parses_values_as_their_keys_types():
     ("train.steps=1.5", "'train.steps' must be of type int"),
     ("train.class_balanced=maybe", "'train.class_balanced' must be of type bool"),
     ("model.discriminator_head=conv1x1", "'model.discriminator_head' is 'conv1x1'"),
+    ("gan.diffaugment=color,rotate", "DiffAugment transform 'rotate' is unknown"),
+    ("experiment.synthetic_top_up=-5", "'experiment.synthetic_top_up' must be >= 0"),
 ])
 def test_apply_overrides_names_bad_assignments(assignment, message):
     with pytest.raises(ValueError, match=message):
