@@ -177,6 +177,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.batch_size = 100  # unlabelled real images (and generated ones) per step
     config.semi.labelled_batch_size = 100  # labelled images per step, drawn from the labelled subset
     config.semi.learning_rate = 3e-3  # Adam (b1 from optim.b1), cosine-decayed over semi.steps
+    config.semi.generator_learning_rate = 0.0  # the generator's peak rate (0 = semi.learning_rate, the paper's)
     config.semi.unlabelled_weight = 1.0  # weight of the K+1 GAN's unsupervised loss
     config.semi.entropy_weight = 0.0  # K+1 GAN: weight of the prediction entropy on unlabelled images
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
@@ -448,6 +449,11 @@ def _validate_semi(given: dict) -> None:
         )
     if given["semi.learning_rate"] <= 0:
         raise ValueError(f"Config key 'semi.learning_rate' must be positive, got {given['semi.learning_rate']}.")
+    if given["semi.generator_learning_rate"] < 0:
+        raise ValueError(
+            f"Config key 'semi.generator_learning_rate' must be >= 0 (0 = semi.learning_rate), "
+            f"got {given['semi.generator_learning_rate']}."
+        )
     parse_hidden(given["semi.hidden"])
     if given["data.subset"] == "few_label" and given["data.labels_per_class"] <= 0:
         raise ValueError(

@@ -151,9 +151,13 @@ def build_generator(config, num_classes: int, image_shape: tuple[int, int, int])
     return MLPGenerator(image_shape=tuple(image_shape), num_classes=num_classes, hidden=config.semi.generator_hidden)
 
 
-def optimizer(config) -> optax.GradientTransformation:
-    """Adam (b1 = optim.b1, Salimans et al.'s 0.5) with the rate cosine-decayed over semi.steps."""
-    schedule = optax.cosine_decay_schedule(config.semi.learning_rate, config.semi.steps)
+def optimizer(config, generator: bool = False) -> optax.GradientTransformation:
+    """Adam (b1 = optim.b1, Salimans et al.'s 0.5) with the rate cosine-decayed over semi.steps:
+    from semi.learning_rate, or for the generator from semi.generator_learning_rate when set."""
+    peak = config.semi.learning_rate
+    if generator and config.semi.generator_learning_rate > 0:
+        peak = config.semi.generator_learning_rate
+    schedule = optax.cosine_decay_schedule(peak, config.semi.steps)
     return optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
 
 
@@ -181,7 +185,7 @@ def init_state(strategy: str, config, num_classes: int, images: jnp.ndarray, key
     generator = build_generator(config, num_classes if strategy == "acgan" else 0, image_shape)
     noise = jnp.zeros((2, config.semi.noise_dim), jnp.float32)
     generator_state = create_model_state(
-        generator, optimizer(config), generator_key, noise, jnp.zeros((2,), jnp.int32), train=False
+        generator, optimizer(config, generator=True), generator_key, noise, jnp.zeros((2,), jnp.int32), train=False
     )
     return GANState(step=jnp.zeros((), jnp.int32), generator=generator_state, discriminator=discriminator_state,
                     generator_ema=())

@@ -398,6 +398,7 @@ def test_strategy_of_the_other_experiment_is_named():
     ("steps", 0, "semi.steps"),
     ("input_noise", -0.1, "semi.input_noise"),
     ("learning_rate", 0.0, "semi.learning_rate"),
+    ("generator_learning_rate", -1e-3, "semi.generator_learning_rate"),
     ("entropy_weight", -1.0, "semi.entropy_weight"),
     ("average_decay", 1.0, "semi.average_decay"),
     ("validation_per_class", -1, "semi.validation_per_class"),
@@ -433,3 +434,22 @@ def test_finished_strategy_reused_when_only_the_strategy_list_changes(tmp_path):
     config.semi.steps += 1
     with pytest.raises(ValueError, match="another config"):
         semi.load_finished(workdir, "semi_gan", config)
+
+
+def test_generator_learning_rate_sets_only_the_generators_adam():
+    """Adam's first step moves each parameter by ~ its peak rate: the generator's is
+    semi.generator_learning_rate when set, semi.learning_rate otherwise; D keeps its own."""
+    config = _tiny_config()
+    config.semi.learning_rate = 3e-3
+    params = {"w": jnp.zeros((4,))}
+    grads = {"w": jnp.ones((4,))}
+
+    def first_move(generator):
+        transform = semi.optimizer(config, generator=generator)
+        updates, _ = transform.update(grads, transform.init(params), params)
+        return float(-updates["w"][0])
+
+    assert first_move(True) == pytest.approx(3e-3, rel=1e-3)
+    config.semi.generator_learning_rate = 5e-4
+    assert first_move(True) == pytest.approx(5e-4, rel=1e-3)
+    assert first_move(False) == pytest.approx(3e-3, rel=1e-3)
