@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_reference
 
 RATIO_BATCH = 64
+TARGET_SAME_ARCH = 1.5  # issue 4: ganjax >= 1.5x PyTorch eager on the same architecture
 WARMUP_STEPS = 3
 
 
@@ -346,6 +347,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"batch {batch_size}: ganjax GAN step {counts['ganjax'] / 1e9:.2f} GFLOP/step (XLA cost analysis), "
               f"{achieved / 1e9:.1f} GFLOP/s = {achieved / ceiling:.3f} of the matmul ceiling; torch conv+matmul "
               f"FLOPs/step: same arch {counts['same'] / 1e9:.2f} G, ConvTranspose DCGAN {counts['classic'] / 1e9:.2f} G")
+        same_step_s = statistics.median(timed[1].per_step_s)
+        needed = counts["ganjax"] / (same_step_s / TARGET_SAME_ARCH)
+        print(f"batch {batch_size}: torch same arch runs {counts['same'] / same_step_s / 1e9:.1f} GFLOP/s "
+              f"({counts['same'] / same_step_s / ceiling:.3f} of the ceiling); {TARGET_SAME_ARCH}x its speed at "
+              f"ganjax's FLOPs needs {needed / 1e9:.1f} GFLOP/s = {needed / ceiling:.3f} of the ceiling")
     ratio_batch = RATIO_BATCH if RATIO_BATCH in results else batch_sizes[0]
     loop = 5 if len(results[ratio_batch]) > 5 else 0  # A2 when timed: the loop training runs
     ganjax_rate = results[ratio_batch][loop].images_per_s
