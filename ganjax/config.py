@@ -170,6 +170,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.hidden_noise = 0.5  # std of Gaussian noise after every hidden layer
     config.semi.weight_norm = True
     config.semi.data_init = False  # weight norm's data-dependent init (the paper's; less stable here, see BENCHMARKS.md)
+    config.semi.train_hidden_scale = True  # mlp + weight norm: False keeps the hidden layers' scales g fixed (the authors' code)
     config.semi.generator = "mlp"  # "mlp" (the paper's) or "dcgan" (ganjax's Generator, sized by model.*)
     config.semi.noise_dim = 100
     config.semi.generator_hidden = 500  # mlp generator's hidden width

@@ -133,6 +133,7 @@ def build_discriminator(config, num_classes: int, adversarial_head: bool):
         hidden_noise=s.hidden_noise,
         weight_norm=s.weight_norm,
         data_init=s.data_init,
+        train_hidden_scale=s.train_hidden_scale,
         adversarial_head=adversarial_head,
     )
 

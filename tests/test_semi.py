@@ -124,6 +124,21 @@ def test_weight_norm_dense_initialises_from_the_data():
     assert float(jnp.max(jnp.abs(jnp.mean(shifted, axis=0)))) > 1e-2
 
 
+def test_fixed_hidden_scales_get_no_gradient():
+    images = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
+    module = NoisyMLPDiscriminator(num_classes=3, hidden=(8, 5), train_hidden_scale=False)
+    params = module.init(jax.random.key(1), images)["params"]
+    grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, images)[0] ** 2))(params)
+    hidden, output = ["WeightNormDense_0", "WeightNormDense_1"], "WeightNormDense_2"
+    for name in hidden:
+        np.testing.assert_array_equal(grads[name]["scale"], 0.0)
+        assert float(jnp.max(jnp.abs(grads[name]["direction"]))) > 0.0
+    assert float(jnp.max(jnp.abs(grads[output]["scale"]))) > 0.0  # the class layer's scale trains
+    trained = module.clone(train_hidden_scale=True)
+    grads = jax.grad(lambda p: jnp.sum(trained.apply({"params": p}, images)[0] ** 2))(params)
+    assert float(jnp.max(jnp.abs(grads[hidden[0]]["scale"]))) > 0.0
+
+
 def test_conditional_generator_uses_the_label():
     generator = MLPGenerator(image_shape=(8, 8, 1), num_classes=4, hidden=16)
     noise = jnp.zeros((2, 6))

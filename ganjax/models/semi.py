@@ -19,11 +19,14 @@ class WeightNormDense(nn.Module):
     With `data_init`, the batch given to `init` sets g and b so that every unit's
     pre-activation has mean 0 and standard deviation `init_scale` over it (their Sec. 3);
     initialise with real data then, not zeros. Otherwise g = init_scale and b = 0.
+    With `train_scale` False, g stays at its initial value (no gradient reaches it), as in
+    the hidden layers of Salimans et al.'s MNIST code; v and b still train.
     """
 
     features: int
     init_scale: float = 1.0
     data_init: bool = False
+    train_scale: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -40,13 +43,18 @@ class WeightNormDense(nn.Module):
             return init
 
         scale = self.param("scale", from_data("scale"))
+        if not self.train_scale:
+            scale = jax.lax.stop_gradient(scale)
         bias = self.param("bias", from_data("bias"))
         return scale * projected + bias
 
 
-def _dense(features: int, weight_norm: bool, data_init: bool = False) -> nn.Module:
-    """A dense layer, weight-normalised (optionally with data-dependent init) when asked."""
-    return WeightNormDense(features, data_init=data_init) if weight_norm else nn.Dense(features)
+def _dense(features: int, weight_norm: bool, data_init: bool = False, train_scale: bool = True) -> nn.Module:
+    """A dense layer, weight-normalised (optionally with data-dependent init and a fixed
+    scale) when asked."""
+    if not weight_norm:
+        return nn.Dense(features)
+    return WeightNormDense(features, data_init=data_init, train_scale=train_scale)
 
 
 class NoisyMLPDiscriminator(nn.Module):
@@ -55,6 +63,8 @@ class NoisyMLPDiscriminator(nn.Module):
     Gaussian noise (std input_noise on the pixels, hidden_noise after every hidden layer) is
     added in training only, as in Salimans et al.'s MNIST discriminator; it is the network's
     regulariser. `features` is the last hidden layer, the one feature matching compares.
+    With weight norm and `train_hidden_scale` False, the hidden layers' scales g stay fixed
+    (the authors' code); the output layers' always train.
 
     With `adversarial_head` False (the K+1 semi-supervised GAN, the supervised baselines) the
     real/fake decision is implicit in the K logits (Salimans et al. eq. 4-5); with True
@@ -67,6 +77,7 @@ class NoisyMLPDiscriminator(nn.Module):
     hidden_noise: float = 0.5
     weight_norm: bool = True
     data_init: bool = False
+    train_hidden_scale: bool = True
     adversarial_head: bool = False
 
     @nn.compact
@@ -76,7 +87,7 @@ class NoisyMLPDiscriminator(nn.Module):
         if train and self.input_noise > 0:
             x = x + self.input_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         for index, width in enumerate(self.hidden):
-            x = nn.relu(dense(width)(x))
+            x = nn.relu(dense(width, train_scale=self.train_hidden_scale)(x))
             if train and self.hidden_noise > 0 and index + 1 < len(self.hidden):
                 x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         features = x
