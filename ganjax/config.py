@@ -170,6 +170,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.hidden_noise = 0.5  # std of Gaussian noise after every hidden layer
     config.semi.weight_norm = True
     config.semi.data_init = False  # weight norm's data-dependent init (the paper's; less stable here, see BENCHMARKS.md)
+    config.semi.feature_layer = -1  # mlp: the hidden layer feature matching compares (-1 = the last, the paper's)
     config.semi.train_hidden_scale = True  # mlp + weight norm: False keeps the hidden layers' scales g fixed (the authors' code)
     config.semi.generator = "mlp"  # "mlp" (the paper's) or "dcgan" (ganjax's Generator, sized by model.*)
     config.semi.noise_dim = 100
@@ -455,7 +456,12 @@ def _validate_semi(given: dict) -> None:
             f"Config key 'semi.generator_learning_rate' must be >= 0 (0 = semi.learning_rate), "
             f"got {given['semi.generator_learning_rate']}."
         )
-    parse_hidden(given["semi.hidden"])
+    depth = len(parse_hidden(given["semi.hidden"]))
+    if not -depth <= given["semi.feature_layer"] < depth:
+        raise ValueError(
+            f"Config key 'semi.feature_layer' = {given['semi.feature_layer']} names no hidden layer of "
+            f"semi.hidden={given['semi.hidden']!r}; use an index in [{-depth}, {depth - 1}] (-1 = the last)."
+        )
     if given["data.subset"] == "few_label" and given["data.labels_per_class"] <= 0:
         raise ValueError(
             f"Config key 'data.labels_per_class' must be positive for a few-label subset, got "

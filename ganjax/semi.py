@@ -134,6 +134,7 @@ def build_discriminator(config, num_classes: int, adversarial_head: bool):
         weight_norm=s.weight_norm,
         data_init=s.data_init,
         train_hidden_scale=s.train_hidden_scale,
+        feature_layer=s.feature_layer,
         adversarial_head=adversarial_head,
     )
 

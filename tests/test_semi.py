@@ -139,6 +139,19 @@ def test_fixed_hidden_scales_get_no_gradient():
     assert float(jnp.max(jnp.abs(grads[hidden[0]]["scale"]))) > 0.0
 
 
+def test_feature_layer_picks_the_hidden_layer_feature_matching_compares():
+    images = jax.random.normal(jax.random.key(0), (4, 6, 6, 1))
+    module = NoisyMLPDiscriminator(num_classes=3, hidden=(9, 7, 5))
+    variables = module.init(jax.random.key(1), images)
+    assert module.apply(variables, images)[2].shape == (4, 5)  # -1: the last, the paper's
+    assert module.clone(feature_layer=0).apply(variables, images)[2].shape == (4, 9)
+    assert module.clone(feature_layer=-2).apply(variables, images)[2].shape == (4, 7)
+    config = load_config("configs/digits_semi.py")
+    config.semi.hidden, config.semi.feature_layer = "9,7,5", 3
+    with pytest.raises(ValueError, match="semi.feature_layer"):
+        validate_config(config)
+
+
 def test_conditional_generator_uses_the_label():
     generator = MLPGenerator(image_shape=(8, 8, 1), num_classes=4, hidden=16)
     noise = jnp.zeros((2, 6))

@@ -62,7 +62,8 @@ class NoisyMLPDiscriminator(nn.Module):
 
     Gaussian noise (std input_noise on the pixels, hidden_noise after every hidden layer) is
     added in training only, as in Salimans et al.'s MNIST discriminator; it is the network's
-    regulariser. `features` is the last hidden layer, the one feature matching compares.
+    regulariser. `features` is hidden layer `feature_layer` (Python indexing; -1, the last, is
+    the paper's), the one feature matching compares, taken before its noise.
     With weight norm and `train_hidden_scale` False, the hidden layers' scales g stay fixed
     (the authors' code); the output layers' always train.
 
@@ -78,6 +79,7 @@ class NoisyMLPDiscriminator(nn.Module):
     weight_norm: bool = True
     data_init: bool = False
     train_hidden_scale: bool = True
+    feature_layer: int = -1
     adversarial_head: bool = False
 
     @nn.compact
@@ -86,11 +88,13 @@ class NoisyMLPDiscriminator(nn.Module):
         x = images.reshape(images.shape[0], -1)
         if train and self.input_noise > 0:
             x = x + self.input_noise * jax.random.normal(self.make_rng("noise"), x.shape)
+        feature_layer = self.feature_layer % len(self.hidden)
         for index, width in enumerate(self.hidden):
             x = nn.relu(dense(width, train_scale=self.train_hidden_scale)(x))
+            if index == feature_layer:
+                features = x
             if train and self.hidden_noise > 0 and index + 1 < len(self.hidden):
                 x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
-        features = x
         if train and self.hidden_noise > 0:
             x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         class_logits = dense(self.num_classes)(x)
