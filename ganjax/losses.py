@@ -106,3 +106,17 @@ def feature_matching_loss(real_features: jnp.ndarray, fake_features: jnp.ndarray
     """Salimans et al. 2016, Sec. 3.1: || E f(x) - E f(G(z)) ||^2 over a batch, as the mean over
     features of the squared difference of batch means; features [B, F]."""
     return jnp.mean((jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)) ** 2)
+
+
+def pull_away_term(features: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """Zhao et al. 2017 (EBGAN), used on the generator by Dai et al. 2017 (Bad GAN): the mean
+    squared cosine similarity between the features [B, F] of distinct samples, in [0, 1].
+    Minimised by a generator, it spreads its samples apart (a proxy for the generator's entropy).
+    Needs B >= 2."""
+    batch = features.shape[0]
+    if batch < 2:
+        raise ValueError(f"pull_away_term needs at least 2 samples, got a batch of {batch}.")
+    unit = features / (jnp.linalg.norm(features, axis=-1, keepdims=True) + eps)
+    cosine = unit @ unit.T
+    off_diagonal = jnp.sum(cosine**2) - jnp.sum(jnp.diagonal(cosine) ** 2)
+    return off_diagonal / (batch * (batch - 1))

@@ -202,6 +202,7 @@ def step_spec(strategy: str, config):
         noise_dim=config.semi.noise_dim,
         unlabelled_weight=float(config.semi.unlabelled_weight),
         entropy_weight=float(config.semi.entropy_weight),
+        pull_away_weight=float(config.semi.pull_away_weight),
         class_weight=float(config.semi.acgan_class_weight),
         augmentation=augmentation,
     )

@@ -383,7 +383,8 @@ class FewLabelSpec(NamedTuple):
     loss; entropy_weight: weight of the K+1 GAN's entropy term on the unlabelled images
     (`losses.mean_entropy`, 0 = none); class_weight: weight of AC-GAN's auxiliary
     classification losses; augmentation: classic augmentation of the labelled images
-    (supervised baseline), or None.
+    (supervised baseline), or None; pull_away_weight: weight of the pull-away term on the
+    generated images' features in the K+1 GAN's generator loss (`losses.pull_away_term`, 0 = none).
     """
 
     noise_dim: int = 100
@@ -391,6 +392,7 @@ class FewLabelSpec(NamedTuple):
     entropy_weight: float = 0.0
     class_weight: float = 1.0
     augmentation: Augmentation | None = None
+    pull_away_weight: float = 0.0
 
 
 def _discriminate(state: ModelState, params: Any, images: jnp.ndarray, key: jax.Array | None):
@@ -416,7 +418,8 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
     real/fake loss on the unlabelled images and B_u generated ones
     (`losses.semi_supervised_discriminator_loss`), plus spec.entropy_weight x the entropy of its
     class prediction on the unlabelled images; G minimises feature matching between the
-    unlabelled and generated images at D's last hidden layer (`losses.feature_matching_loss`).
+    unlabelled and generated images at D's feature layer (`losses.feature_matching_loss`), plus
+    spec.pull_away_weight x the pull-away term of the generated images' features.
     """
 
     def step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
@@ -454,12 +457,17 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
         def g_loss_fn(params):
             images, batch_stats = generate(generator, params, g_noise, g_labels, train=True)
             _, _, fake_features = _discriminate(discriminator, discriminator.params, images, jax.random.fold_in(g_noise_key, 1))
-            return losses.feature_matching_loss(real_features, fake_features), batch_stats
+            matching = losses.feature_matching_loss(real_features, fake_features)
+            pull_away = losses.pull_away_term(fake_features) if spec.pull_away_weight else jnp.zeros(())
+            return matching + spec.pull_away_weight * pull_away, (batch_stats, matching, pull_away)
 
-        (g_loss, batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(generator.params)
+        (_, (batch_stats, matching, pull_away)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(generator.params)
         generator = generator.apply_gradients(grads=g_grads, batch_stats=batch_stats)
         state = state.replace(step=state.step + 1, generator=generator, discriminator=discriminator)
-        return state, {**d_metrics, "g_feature_matching": g_loss}
+        metrics = {**d_metrics, "g_feature_matching": matching}
+        if spec.pull_away_weight:
+            metrics["g_pull_away"] = pull_away
+        return state, metrics
 
     return step
 

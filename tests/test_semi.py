@@ -48,6 +48,34 @@ def test_feature_matching_is_squared_difference_of_means():
     assert float(losses.feature_matching_loss(fake + 3.0, fake + 3.0)) == 0.0
 
 
+def test_pull_away_term_is_zero_for_orthogonal_and_one_for_parallel_features():
+    np.testing.assert_allclose(losses.pull_away_term(jnp.eye(4)), 0.0, atol=1e-7)
+    parallel = jnp.array([[1.0, 2.0], [2.0, 4.0], [-3.0, -6.0]])
+    np.testing.assert_allclose(losses.pull_away_term(parallel), 1.0, rtol=1e-6)
+    # Two samples at 60 degrees: cos^2 = 1/4 for each ordered pair.
+    np.testing.assert_allclose(losses.pull_away_term(jnp.array([[1.0, 0.0], [0.5, 0.75**0.5]])), 0.25, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        losses.pull_away_term(jnp.ones((1, 3)))
+
+
+def test_pull_away_weight_enters_only_the_generator_update():
+    config = _tiny_config()
+    batch = _batch()
+    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    updated = {}
+    for weight in (0.0, 5.0):
+        config.semi.pull_away_weight = weight
+        step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+        new_state, metrics = step(state, batch, jax.random.key(1))
+        assert ("g_pull_away" in metrics) == bool(weight)
+        updated[weight] = new_state
+    assert 0.0 <= float(metrics["g_pull_away"]) <= 1.0
+    chex.assert_trees_all_close(updated[0.0].discriminator.params, updated[5.0].discriminator.params)
+    difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                              updated[0.0].generator.params, updated[5.0].generator.params)
+    assert max(jax.tree.leaves(difference)) > 1e-6
+
+
 def test_mean_entropy_is_log_k_when_uniform_and_zero_when_certain():
     np.testing.assert_allclose(losses.mean_entropy(jnp.zeros((3, 4))), math.log(4), rtol=1e-6)
     certain = jnp.array([[50.0, 0.0, 0.0], [0.0, 0.0, 50.0]])
@@ -428,6 +456,7 @@ def test_strategy_of_the_other_experiment_is_named():
     ("learning_rate", 0.0, "semi.learning_rate"),
     ("generator_learning_rate", -1e-3, "semi.generator_learning_rate"),
     ("entropy_weight", -1.0, "semi.entropy_weight"),
+    ("pull_away_weight", -0.5, "semi.pull_away_weight"),
     ("average_decay", 1.0, "semi.average_decay"),
     ("validation_per_class", -1, "semi.validation_per_class"),
     ("steps_per_call", 0, "semi.steps_per_call"),
