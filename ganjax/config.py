@@ -182,6 +182,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.generator_learning_rate = 0.0  # the generator's peak rate (0 = semi.learning_rate, the paper's)
     config.semi.unlabelled_weight = 1.0  # weight of the K+1 GAN's unsupervised loss
     config.semi.entropy_weight = 0.0  # K+1 GAN: weight of the prediction entropy on unlabelled images
+    config.semi.separate_matching_batch = False  # K+1 GAN: feature matching on a second unlabelled batch (authors' code)
     config.semi.pull_away_weight = 0.0  # K+1 GAN: weight of the pull-away term in G's loss (Dai et al. 2017)
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
     # (0 = the last step's params); every strategy alike.

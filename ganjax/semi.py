@@ -52,6 +52,8 @@ STRATEGY_DIR = "strategies"
 VALIDATION_INDICES_FILE = "validation_indices.json"
 # Few-label seeds draw from their own stream (fold_in 0, 1, 2 are the GAN's in train.py).
 FEW_LABEL_STREAM = 104729
+# The K+1 generator's own shuffle of the unlabelled images (semi.separate_matching_batch).
+MATCHING_STREAM = FEW_LABEL_STREAM + 7
 logger = logging.getLogger("ganjax")
 
 
@@ -264,29 +266,38 @@ class FewLabelBatches:
     """Host-side batches for S seeds: item `step` is {"labelled_images": [S, B_l, H, W, C],
     "labels": [S, B_l], "unlabelled_images": [S, B_u, H, W, C]} in [-1, 1]; seed s's batch is a
     pure function of (seed, step). The unlabelled images are the whole train split (labelled
-    ones included, as in Salimans et al.)."""
+    ones included, as in Salimans et al.). With semi.separate_matching_batch the item also holds
+    "matching_images" [S, B_u, H, W, C] for strategy semi_gan: the unlabelled images in a second,
+    independent shuffle, which the K+1 generator's feature matching compares against (as in the
+    authors' code)."""
 
-    def __init__(self, train_set: data.Dataset, labelled: np.ndarray, config):
+    def __init__(self, train_set: data.Dataset, labelled: np.ndarray, config, strategy: str = "semi_gan"):
         self.train_set = train_set
         self.labelled = np.asarray(labelled)
         self.labelled_batch_size = config.semi.labelled_batch_size
         self.batch_size = config.semi.batch_size
         self.seeds = [recognition.data_seed(config, s) for s in range(config.experiment.num_seeds)]
+        self.separate_matching_batch = strategy == "semi_gan" and bool(config.semi.separate_matching_batch)
+
+    def _unlabelled(self, step: int, stream: int) -> np.ndarray:
+        indices = np.stack([
+            data.batch_indices(len(self.train_set), self.batch_size, step, seed + stream) for seed in self.seeds
+        ])
+        return data.to_model_range(self.train_set.images[indices])
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         labelled = np.stack([
             self.labelled[data.batch_indices(len(self.labelled), self.labelled_batch_size, step, seed)]
             for seed in self.seeds
         ])
-        unlabelled = np.stack([
-            data.batch_indices(len(self.train_set), self.batch_size, step, seed + FEW_LABEL_STREAM)
-            for seed in self.seeds
-        ])
-        return {
+        batch = {
             "labelled_images": data.to_model_range(self.train_set.images[labelled]),
             "labels": self.train_set.labels[labelled],
-            "unlabelled_images": data.to_model_range(self.train_set.images[unlabelled]),
+            "unlabelled_images": self._unlabelled(step, FEW_LABEL_STREAM),
         }
+        if self.separate_matching_batch:
+            batch["matching_images"] = self._unlabelled(step, MATCHING_STREAM)
+        return batch
 
 
 def seed_keys(config) -> tuple[jax.Array, jax.Array]:
@@ -328,7 +339,7 @@ def train_strategy(
     num_seeds, num_steps = config.experiment.num_seeds, config.semi.steps
     bar = tqdm(total=num_steps, desc=f"{strategy} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
     step = 0
-    with data.BatchIterator(FewLabelBatches(train_set, labelled, config)) as batches, bar:
+    with data.BatchIterator(FewLabelBatches(train_set, labelled, config, strategy)) as batches, bar:
         while step < num_steps:
             if multi_step is not None and step + steps_per_call <= num_steps:
                 calls = np.arange(step, step + steps_per_call)

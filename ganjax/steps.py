@@ -414,12 +414,13 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
     """Salimans et al. 2016's semi-supervised GAN step: one D update, then one G update.
 
     batch: labelled_images [B_l, H, W, C], labels [B_l], unlabelled_images [B_u, H, W, C]
-    (float32 in [-1, 1]). D minimises cross-entropy on the labelled images plus the K+1
-    real/fake loss on the unlabelled images and B_u generated ones
-    (`losses.semi_supervised_discriminator_loss`), plus spec.entropy_weight x the entropy of its
-    class prediction on the unlabelled images; G minimises feature matching between the
-    unlabelled and generated images at D's feature layer (`losses.feature_matching_loss`), plus
-    spec.pull_away_weight x the pull-away term of the generated images' features.
+    (float32 in [-1, 1]), optionally matching_images [B_u, H, W, C]. D minimises cross-entropy
+    on the labelled images plus the K+1 real/fake loss on the unlabelled images and B_u
+    generated ones (`losses.semi_supervised_discriminator_loss`), plus spec.entropy_weight x
+    the entropy of its class prediction on the unlabelled images; G minimises feature matching
+    (`losses.feature_matching_loss`) at D's feature layer between generated images and the
+    matching_images (default: the unlabelled_images), plus spec.pull_away_weight x the
+    pull-away term of the generated images' features.
     """
 
     def step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
@@ -448,8 +449,9 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
 
         d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(discriminator.params)
         discriminator = discriminator.apply_gradients(grads=d_grads)
+        matching_images = batch.get("matching_images", unlabelled)  # a second unlabelled batch if given
         real_features = jax.lax.stop_gradient(
-            _discriminate(discriminator, discriminator.params, unlabelled, g_noise_key)[2]
+            _discriminate(discriminator, discriminator.params, matching_images, g_noise_key)[2]
         )
         g_labels, g_noise = _labels_and_noise(g_fake_key, num_unlabelled, 1, spec.noise_dim)
         generator = state.generator

@@ -332,9 +332,11 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     assert again["semi_gan"]["accuracy"] == result["semi_gan"]["accuracy"]
 
 
-@pytest.mark.parametrize("strategy", ["semi_gan", "supervised"])
-def test_steps_per_call_trains_exactly_as_one_step_per_call(strategy, tmp_path):
+@pytest.mark.parametrize("strategy, separate_matching_batch", [
+    ("semi_gan", False), ("semi_gan", True), ("supervised", False)])
+def test_steps_per_call_trains_exactly_as_one_step_per_call(strategy, separate_matching_batch, tmp_path):
     config = _tiny_config(strategy_steps=7)  # two calls of 3 steps, then one single step
+    config.semi.separate_matching_batch = separate_matching_batch
     train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
     labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
@@ -393,6 +395,31 @@ def test_batches_hold_labelled_images_only_in_the_labelled_part():
     chex.assert_shape(batch["unlabelled_images"], (2, 20, 16, 16, 1))
     assert set(np.unique(batch["labels"])) <= set(train_set.labels[labelled])
     np.testing.assert_array_equal(batch["labels"], semi.FewLabelBatches(train_set, labelled, config)(3)["labels"])
+
+
+def test_separate_matching_batch_is_a_second_shuffle_for_the_k_plus_1_gan_only():
+    config = _tiny_config()
+    train_set, _ = data.load_train_and_test(config.data)
+    labelled = np.arange(0, 50)
+    assert "matching_images" not in semi.FewLabelBatches(train_set, labelled, config)(3)
+    config.semi.separate_matching_batch = True
+    batch = semi.FewLabelBatches(train_set, labelled, config)(3)
+    chex.assert_equal_shape([batch["matching_images"], batch["unlabelled_images"]])
+    assert float(np.max(np.abs(batch["matching_images"] - batch["unlabelled_images"]))) > 0.1
+    assert "matching_images" not in semi.FewLabelBatches(train_set, labelled, config, "supervised")(3)
+
+
+def test_feature_matching_compares_against_the_matching_images_when_given():
+    config = _tiny_config()
+    batch = _batch()
+    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+    same, same_metrics = step(state, {**batch, "matching_images": batch["unlabelled_images"]}, jax.random.key(1))
+    default, default_metrics = step(state, batch, jax.random.key(1))
+    np.testing.assert_allclose(same_metrics["g_feature_matching"], default_metrics["g_feature_matching"], rtol=1e-6)
+    other, other_metrics = step(state, {**batch, "matching_images": -batch["unlabelled_images"]}, jax.random.key(1))
+    chex.assert_trees_all_close(other.discriminator.params, default.discriminator.params)  # D sees no matching images
+    assert abs(float(other_metrics["g_feature_matching"]) - float(default_metrics["g_feature_matching"])) > 1e-6
 
 
 # --- Bad input.
