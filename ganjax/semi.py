@@ -490,8 +490,15 @@ def run_strategy(strategy: str, config, train_set, test_set, labelled, mesh, wor
 
 def _comparable(config_dict: dict) -> dict:
     """A config as JSON data without experiment.strategies: which strategies a run lists does
-    not change any one strategy's result, so a later run may add strategies to a workdir."""
+    not change any one strategy's result, so a later run may add strategies to a workdir.
+    Keys the config lacks (a record written before ganjax added them) take their defaults, which
+    keep the earlier behaviour."""
+    from ganjax.config import default_config  # ganjax.config imports this module
+
     config_dict = json.loads(json.dumps(config_dict))
+    for section, defaults in json.loads(json.dumps(default_config().to_dict())).items():
+        if isinstance(defaults, dict) and isinstance(config_dict.get(section), dict):
+            config_dict[section] = {**defaults, **config_dict[section]}
     config_dict.get("experiment", {}).pop("strategies", None)
     return config_dict
 

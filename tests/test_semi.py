@@ -515,6 +515,14 @@ def test_finished_strategy_reused_when_only_the_strategy_list_changes(tmp_path):
     config.experiment.strategies = "semi_gan,supervised"  # a later run that adds a strategy
     assert semi.load_finished(workdir, "semi_gan", config)["per_seed"] == [{"accuracy": 0.5}]
     assert semi.load_finished(workdir, "supervised", config) is None
+    older = json.loads(json.dumps(record))
+    del older["config"]["semi"]["pull_away_weight"]  # a record from before the key existed
+    semi._save_json(semi._strategy_path(workdir, "semi_gan"), older)
+    assert semi.load_finished(workdir, "semi_gan", config)["per_seed"] == [{"accuracy": 0.5}]
+    config.semi.pull_away_weight = 0.5  # the key's default no longer matches
+    with pytest.raises(ValueError, match="another config"):
+        semi.load_finished(workdir, "semi_gan", config)
+    config.semi.pull_away_weight = 0.0
     config.semi.steps += 1
     with pytest.raises(ValueError, match="another config"):
         semi.load_finished(workdir, "semi_gan", config)
