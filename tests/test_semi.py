@@ -58,22 +58,30 @@ def test_pull_away_term_is_zero_for_orthogonal_and_one_for_parallel_features():
         losses.pull_away_term(jnp.ones((1, 3)))
 
 
-def test_pull_away_weight_enters_only_the_generator_update():
+def _one_semi_gan_step_per_value(key, values):
+    """{value: (state, metrics)}: one semi_gan step from the same state, batch and PRNG key with
+    config.semi[key] = value."""
     config = _tiny_config()
     batch = _batch()
     state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    updated = {}
-    for weight in (0.0, 5.0):
-        config.semi.pull_away_weight = weight
+    results = {}
+    for value in values:
+        config.semi[key] = value
         step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
-        new_state, metrics = step(state, batch, jax.random.key(1))
-        assert ("g_pull_away" in metrics) == bool(weight)
-        updated[weight] = new_state
-    assert 0.0 <= float(metrics["g_pull_away"]) <= 1.0
-    chex.assert_trees_all_close(updated[0.0].discriminator.params, updated[5.0].discriminator.params)
-    difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
-                              updated[0.0].generator.params, updated[5.0].generator.params)
-    assert max(jax.tree.leaves(difference)) > 1e-6
+        results[value] = step(state, batch, jax.random.key(1))
+    return results
+
+
+def _max_difference(a, b) -> float:
+    return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+
+
+def test_pull_away_weight_enters_only_the_generator_update():
+    (plain, plain_metrics), (pulled, pulled_metrics) = _one_semi_gan_step_per_value(
+        "pull_away_weight", (0.0, 5.0)).values()
+    assert "g_pull_away" not in plain_metrics and 0.0 <= float(pulled_metrics["g_pull_away"]) <= 1.0
+    chex.assert_trees_all_close(plain.discriminator.params, pulled.discriminator.params)
+    assert _max_difference(plain.generator.params, pulled.generator.params) > 1e-6
 
 
 def test_mean_entropy_is_log_k_when_uniform_and_zero_when_certain():
@@ -83,18 +91,11 @@ def test_mean_entropy_is_log_k_when_uniform_and_zero_when_certain():
 
 
 def test_entropy_weight_enters_the_discriminator_update():
-    config = _tiny_config()
-    batch = _batch()
-    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    updated = {}
-    for weight in (0.0, 5.0):
-        config.semi.entropy_weight = weight
-        step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
-        new_state, metrics = step(state, batch, jax.random.key(1))
+    (plain, plain_metrics), (entropic, entropic_metrics) = _one_semi_gan_step_per_value(
+        "entropy_weight", (0.0, 5.0)).values()
+    for metrics in (plain_metrics, entropic_metrics):
         assert 0.0 <= float(metrics["d_entropy"]) <= math.log(3) + 1e-6
-        updated[weight] = new_state.discriminator.params
-    difference = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), updated[0.0], updated[5.0])
-    assert max(jax.tree.leaves(difference)) > 1e-6
+    assert _max_difference(plain.discriminator.params, entropic.discriminator.params) > 1e-6
 
 
 def test_polyak_average_follows_the_params():
