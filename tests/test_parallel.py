@@ -74,7 +74,8 @@ config.model.generator_width, config.model.embed_dim = 8, 4
 rng = np.random.default_rng(0)
 images = rng.uniform(-1, 1, (2, 8, 16, 16, 1)).astype(np.float32)
 host_batch = {"labelled_images": images, "labels": rng.integers(0, 10, (2, 8)).astype(np.int32),
-              "unlabelled_images": images[:, ::-1].copy()}
+              "unlabelled_images": images[:, ::-1].copy(),
+              "matching_images": images[:, :, ::-1].copy()}  # semi.separate_matching_batch's second batch
 results = {}
 for strategy in ("semi_gan", "acgan"):
     for count in (1, 4):
