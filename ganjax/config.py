@@ -182,7 +182,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.generator_learning_rate = 0.0  # the generator's peak rate (0 = semi.learning_rate, the paper's)
     config.semi.unlabelled_weight = 1.0  # weight of the K+1 GAN's unsupervised loss
     config.semi.entropy_weight = 0.0  # K+1 GAN: weight of the prediction entropy on unlabelled images
-    config.semi.separate_matching_batch = False  # K+1 GAN: feature matching on a second unlabelled batch (authors' code)
+    config.semi.separate_matching_batch = False  # K+1 GAN: G's feature matching on a 2nd unlabelled batch
     config.semi.pull_away_weight = 0.0  # K+1 GAN: weight of the pull-away term in G's loss (Dai et al. 2017)
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
     # (0 = the last step's params); every strategy alike.
@@ -441,7 +441,8 @@ def _validate_semi(given: dict) -> None:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
-                 "semi.pull_away_weight", "semi.acgan_class_weight", "semi.generator_eval_samples", "semi.validation_per_class"]:
+                 "semi.pull_away_weight", "semi.acgan_class_weight", "semi.generator_eval_samples",
+                 "semi.validation_per_class"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
     if not 0.0 <= given["semi.input_dropout"] < 1.0:
