@@ -93,10 +93,8 @@ class NoisyMLPDiscriminator(nn.Module):
             x = nn.relu(dense(width, train_scale=self.train_hidden_scale)(x))
             if index == feature_layer:
                 features = x
-            if train and self.hidden_noise > 0 and index + 1 < len(self.hidden):
+            if train and self.hidden_noise > 0:
                 x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
-        if train and self.hidden_noise > 0:
-            x = x + self.hidden_noise * jax.random.normal(self.make_rng("noise"), x.shape)
         class_logits = dense(self.num_classes)(x)
         adversarial_logit = dense(1)(x)[:, 0] if self.adversarial_head else None
         return class_logits, adversarial_logit, features
