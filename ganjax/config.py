@@ -184,6 +184,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.entropy_weight = 0.0  # K+1 GAN: weight of the prediction entropy on unlabelled images
     config.semi.separate_matching_batch = False  # K+1 GAN: G's feature matching on a 2nd unlabelled batch
     config.semi.pull_away_weight = 0.0  # K+1 GAN: weight of the pull-away term in G's loss (Dai et al. 2017)
+    config.semi.manifold_weight = 0.0  # K+1 GAN: weight of D's manifold regulariser (Lecouat et al. 2018)
+    config.semi.manifold_epsilon = 1.0  # K+1 GAN: its step in the generator's noise space (|z| ~ 10)
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
     # (0 = the last step's params); every strategy alike.
     config.semi.average_decay = 0.0
@@ -441,7 +443,7 @@ def _validate_semi(given: dict) -> None:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
-                 "semi.pull_away_weight", "semi.acgan_class_weight", "semi.generator_eval_samples",
+                 "semi.pull_away_weight", "semi.manifold_weight", "semi.acgan_class_weight", "semi.generator_eval_samples",
                  "semi.validation_per_class"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
@@ -452,6 +454,8 @@ def _validate_semi(given: dict) -> None:
             f"Config key 'semi.average_decay' must be in [0, 1) (0 = test the last step's params), "
             f"got {given['semi.average_decay']}."
         )
+    if given["semi.manifold_epsilon"] <= 0:
+        raise ValueError(f"Config key 'semi.manifold_epsilon' must be positive, got {given['semi.manifold_epsilon']}.")
     if given["semi.learning_rate"] <= 0:
         raise ValueError(f"Config key 'semi.learning_rate' must be positive, got {given['semi.learning_rate']}.")
     if given["semi.generator_learning_rate"] < 0:

@@ -120,3 +120,14 @@ def pull_away_term(features: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
     cosine = unit @ unit.T
     off_diagonal = jnp.sum(cosine**2) - jnp.sum(jnp.diagonal(cosine) ** 2)
     return off_diagonal / (batch * (batch - 1))
+
+
+def manifold_smoothness(logits: jnp.ndarray, perturbed_logits: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+    """Lecouat et al. 2018's manifold regulariser as a finite difference: the mean over the batch
+    of || (f(G(z + epsilon d)) - f(G(z))) / epsilon ||^2, with d a random unit direction in the
+    generator's noise space and f the class logits [B, K]. As epsilon -> 0 it estimates
+    ||J_z f(G(z))||_F^2 / dim(z), the classifier's change along the generator's manifold;
+    dividing by epsilon^2 keeps its weight comparable across epsilons."""
+    if epsilon <= 0:
+        raise ValueError(f"manifold_smoothness needs a positive epsilon, got {epsilon}.")
+    return jnp.mean(jnp.sum(((perturbed_logits - logits) / epsilon) ** 2, axis=-1))

@@ -205,6 +205,8 @@ def step_spec(strategy: str, config):
         unlabelled_weight=float(config.semi.unlabelled_weight),
         entropy_weight=float(config.semi.entropy_weight),
         pull_away_weight=float(config.semi.pull_away_weight),
+        manifold_weight=float(config.semi.manifold_weight),
+        manifold_epsilon=float(config.semi.manifold_epsilon),
         class_weight=float(config.semi.acgan_class_weight),
         augmentation=augmentation,
     )

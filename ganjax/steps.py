@@ -384,7 +384,9 @@ class FewLabelSpec(NamedTuple):
     (`losses.mean_entropy`, 0 = none); class_weight: weight of AC-GAN's auxiliary
     classification losses; augmentation: classic augmentation of the labelled images
     (supervised baseline), or None; pull_away_weight: weight of the pull-away term on the
-    generated images' features in the K+1 GAN's generator loss (`losses.pull_away_term`, 0 = none).
+    generated images' features in the K+1 GAN's generator loss (`losses.pull_away_term`, 0 = none);
+    manifold_weight, manifold_epsilon: weight and latent step of the K+1 discriminator's manifold
+    regulariser (`losses.manifold_smoothness`, 0 = none).
     """
 
     noise_dim: int = 100
@@ -393,6 +395,8 @@ class FewLabelSpec(NamedTuple):
     class_weight: float = 1.0
     augmentation: Augmentation | None = None
     pull_away_weight: float = 0.0
+    manifold_weight: float = 0.0
+    manifold_epsilon: float = 1.0
 
 
 def _discriminate(state: ModelState, params: Any, images: jnp.ndarray, key: jax.Array | None):
@@ -420,7 +424,10 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
     the entropy of its class prediction on the unlabelled images; G minimises feature matching
     (`losses.feature_matching_loss`) at D's feature layer between generated images and the
     matching_images (default: the unlabelled_images), plus spec.pull_away_weight x the
-    pull-away term of the generated images' features.
+    pull-away term of the generated images' features. With spec.manifold_weight, D also
+    minimises that weight x `losses.manifold_smoothness` of its noise-free class logits between
+    the generated images and images generated from noise moved spec.manifold_epsilon along a
+    random unit direction (Lecouat et al. 2018).
     """
 
     def step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
@@ -431,6 +438,12 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
         fakes, _ = generate(state.generator, state.generator.params, noise, fake_labels, train=True)
         fakes = jax.lax.stop_gradient(fakes)
         discriminator = state.discriminator
+        if spec.manifold_weight:
+            direction = jax.random.normal(jax.random.fold_in(d_fake_key, 2), noise.shape)
+            direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+            moved, _ = generate(state.generator, state.generator.params, noise + spec.manifold_epsilon * direction,
+                                fake_labels, train=True)
+            fake_pair = jax.lax.stop_gradient(jnp.concatenate([fakes, moved]))
 
         def d_loss_fn(params):
             # One forward pass over the three groups (one matmul per layer, not three).
@@ -443,9 +456,15 @@ def make_semi_gan_step(spec: FewLabelSpec) -> Callable[[GANState, Batch, jax.Arr
             )
             entropy = losses.mean_entropy(unlabelled_logits)
             accuracy = jnp.mean(jnp.argmax(labelled_logits, axis=-1) == batch["labels"])
-            return supervised + unsupervised + spec.entropy_weight * entropy, {
-                "d_supervised": supervised, "d_unsupervised": unsupervised, "d_entropy": entropy,
-                "labelled_accuracy": accuracy}
+            loss = supervised + unsupervised + spec.entropy_weight * entropy
+            metrics = {"d_supervised": supervised, "d_unsupervised": unsupervised, "d_entropy": entropy,
+                       "labelled_accuracy": accuracy}
+            if spec.manifold_weight:
+                pair_logits, _, _ = _discriminate(discriminator, params, fake_pair, None)
+                smoothness = losses.manifold_smoothness(pair_logits[:num_unlabelled], pair_logits[num_unlabelled:],
+                                                        spec.manifold_epsilon)
+                loss, metrics["d_manifold"] = loss + spec.manifold_weight * smoothness, smoothness
+            return loss, metrics
 
         d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(discriminator.params)
         discriminator = discriminator.apply_gradients(grads=d_grads)
@@ -492,6 +511,12 @@ def make_acgan_step(spec: FewLabelSpec, num_classes: int) -> Callable[[GANState,
         fakes, _ = generate(state.generator, state.generator.params, noise, fake_labels, train=True)
         fakes = jax.lax.stop_gradient(fakes)
         discriminator = state.discriminator
+        if spec.manifold_weight:
+            direction = jax.random.normal(jax.random.fold_in(d_fake_key, 2), noise.shape)
+            direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+            moved, _ = generate(state.generator, state.generator.params, noise + spec.manifold_epsilon * direction,
+                                fake_labels, train=True)
+            fake_pair = jax.lax.stop_gradient(jnp.concatenate([fakes, moved]))
 
         def d_loss_fn(params):
             class_logits, adversarial, _ = _discriminate(

@@ -58,10 +58,11 @@ def test_pull_away_term_is_zero_for_orthogonal_and_one_for_parallel_features():
         losses.pull_away_term(jnp.ones((1, 3)))
 
 
-def _one_semi_gan_step_per_value(key, values):
+def _one_semi_gan_step_per_value(key, values, **fixed):
     """{value: (state, metrics)}: one semi_gan step from the same state, batch and PRNG key with
-    config.semi[key] = value."""
+    config.semi[key] = value (and config.semi[name] = fixed[name])."""
     config = _tiny_config()
+    config.semi.update(fixed)
     batch = _batch()
     state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
     results = {}
@@ -82,6 +83,33 @@ def test_pull_away_weight_enters_only_the_generator_update():
     assert "g_pull_away" not in plain_metrics and 0.0 <= float(pulled_metrics["g_pull_away"]) <= 1.0
     chex.assert_trees_all_close(plain.discriminator.params, pulled.discriminator.params)
     assert _max_difference(plain.generator.params, pulled.generator.params) > 1e-6
+
+
+def test_manifold_smoothness_is_the_squared_step_over_epsilon():
+    logits = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+    moved = logits + jnp.array([[0.5, 0.0], [0.3, -0.4]])  # squared norms 0.25 and 0.25
+    np.testing.assert_allclose(losses.manifold_smoothness(logits, moved, 0.5), 0.25 / 0.25, rtol=1e-6)
+    assert float(losses.manifold_smoothness(logits, logits, 0.1)) == 0.0
+    with pytest.raises(ValueError, match="positive epsilon"):
+        losses.manifold_smoothness(logits, moved, 0.0)
+
+
+def test_manifold_weight_enters_only_the_discriminator_update():
+    (plain, plain_metrics), (smooth, smooth_metrics) = _one_semi_gan_step_per_value(
+        "manifold_weight", (0.0, 5.0)).values()
+    assert "d_manifold" not in plain_metrics and float(smooth_metrics["d_manifold"]) > 0.0
+    assert _max_difference(plain.discriminator.params, smooth.discriminator.params) > 1e-6
+    for name in ("d_supervised", "d_unsupervised"):  # the other terms are untouched
+        np.testing.assert_allclose(plain_metrics[name], smooth_metrics[name], rtol=1e-6)
+
+
+def test_manifold_smoothness_is_a_derivative_not_a_raw_difference():
+    """At small latent steps d_manifold estimates a squared directional derivative: about the
+    same at two epsilons, because the finite difference is divided by epsilon."""
+    results = _one_semi_gan_step_per_value("manifold_epsilon", (1e-2, 2e-2), manifold_weight=1.0)
+    small, large = (float(metrics["d_manifold"]) for _, metrics in results.values())
+    assert small > 0.0
+    np.testing.assert_allclose(small, large, rtol=0.1)
 
 
 def test_mean_entropy_is_log_k_when_uniform_and_zero_when_certain():
@@ -485,6 +513,8 @@ def test_strategy_of_the_other_experiment_is_named():
     ("generator_learning_rate", -1e-3, "semi.generator_learning_rate"),
     ("entropy_weight", -1.0, "semi.entropy_weight"),
     ("pull_away_weight", -0.5, "semi.pull_away_weight"),
+    ("manifold_weight", -1.0, "semi.manifold_weight"),
+    ("manifold_epsilon", 0.0, "semi.manifold_epsilon"),
     ("average_decay", 1.0, "semi.average_decay"),
     ("validation_per_class", -1, "semi.validation_per_class"),
     ("steps_per_call", 0, "semi.steps_per_call"),
