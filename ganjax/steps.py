@@ -511,12 +511,6 @@ def make_acgan_step(spec: FewLabelSpec, num_classes: int) -> Callable[[GANState,
         fakes, _ = generate(state.generator, state.generator.params, noise, fake_labels, train=True)
         fakes = jax.lax.stop_gradient(fakes)
         discriminator = state.discriminator
-        if spec.manifold_weight:
-            direction = jax.random.normal(jax.random.fold_in(d_fake_key, 2), noise.shape)
-            direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
-            moved, _ = generate(state.generator, state.generator.params, noise + spec.manifold_epsilon * direction,
-                                fake_labels, train=True)
-            fake_pair = jax.lax.stop_gradient(jnp.concatenate([fakes, moved]))
 
         def d_loss_fn(params):
             class_logits, adversarial, _ = _discriminate(
