@@ -1,13 +1,17 @@
 """Benchmark scripts that need no torch run and print what they promise (timings are not checked)."""
 
+import json
 import os
 import sys
+
+import pytest
 
 from conftest import REPO
 
 from ganjax import checkpoint, data, parallel
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import pool_seeds
 import profile_training
 import semi_steps_per_call
 
@@ -42,3 +46,24 @@ def test_semi_steps_per_call_prints_a_time_per_k(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[-2:]] == ["K=1", "K=3"]
     assert lines[-1].endswith("x") and "ms/step" in lines[-1]
+
+
+def _write_report(path, per_strategy):
+    path.write_text(json.dumps({name: {"accuracy": {"per_seed": values}} for name, values in per_strategy.items()}))
+    return str(path)
+
+
+def test_pool_seeds_pools_runs_and_pairs_the_gain(tmp_path, capsys):
+    first = _write_report(tmp_path / "a.json", {"semi_gan": [0.8, 0.7], "supervised": [0.6, 0.6]})
+    second = _write_report(tmp_path / "b.json", {"semi_gan": [0.9], "supervised": [0.6]})
+    assert pool_seeds.main([first, second]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(":")[1].startswith(" 80.00 ± 10.00")  # semi_gan over the 3 pooled seeds
+    assert lines[-1].startswith("gain=20.00 std=10.00 ci95=") and lines[-1].endswith("seeds=3")  # gains 20, 10, 30
+
+
+def test_pool_seeds_names_a_strategy_a_run_lacks(tmp_path):
+    first = _write_report(tmp_path / "a.json", {"semi_gan": [0.8], "supervised": [0.6]})
+    second = _write_report(tmp_path / "b.json", {"semi_gan": [0.9]})
+    with pytest.raises(ValueError, match="no 'accuracy' for strategy 'supervised'"):
+        pool_seeds.main([first, second])
