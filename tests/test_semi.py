@@ -94,7 +94,7 @@ def test_manifold_smoothness_is_the_squared_step_over_epsilon():
         losses.manifold_smoothness(logits, moved, 0.0)
 
 
-def test_manifold_weight_enters_only_the_discriminator_update():
+def test_manifold_weight_adds_its_own_term_to_the_discriminator_loss():
     (plain, plain_metrics), (smooth, smooth_metrics) = _one_semi_gan_step_per_value(
         "manifold_weight", (0.0, 5.0)).values()
     assert "d_manifold" not in plain_metrics and float(smooth_metrics["d_manifold"]) > 0.0
