@@ -5,7 +5,8 @@ coverage and a mode-collapse alarm, and the best checkpoint by FID.
 turns it off). Each check generates `config.eval.live_num_samples` images from fixed
 noise with balanced labels, and measures
 
-  live_fid              FID (domain classifier features) against the real test split,
+  live_fid              FID (domain classifier features) against a reference carved from
+                        the real training split (below), never the test split,
   live_class_coverage   fraction of classes the domain classifier finds among the samples
                         (at least 10% of the expected count), and live_classes_covered,
   live_class_kl         KL(generated class histogram || conditioning labels),
@@ -21,6 +22,14 @@ With `config.eval.keep_best`, the checkpoint of the lowest FID is kept in
 WORKDIR/best/ (its own checkpoint directory with one step, not subject to the regular
 checkpoints' max_to_keep), so `ganjax.load_generator(WORKDIR + "/best")` and
 `python -m ganjax.evaluate --workdir WORKDIR/best` read it directly.
+
+The live FID chooses checkpoints (keep_best, roll-back), so its reference holds no test
+image: it is a class-stratified sample of the whole training split (no subset applied),
+`reference_indices(train labels, LIVE_REFERENCE_SIZE, reference_seed(config.data.seed))`:
+about 10,000 images (every class contributing in proportion to its count), or the whole
+split if it is smaller; the same for every training seed of a dataset and data seed. The
+domain classifier behind the features was trained on that split too, so the live FID ranks
+checkpoints of a run and is not comparable with `ganjax.evaluate`'s FID against test.
 """
 
 from __future__ import annotations
@@ -40,6 +49,10 @@ from ganjax.metrics import features as feature_extractors
 from ganjax.sample import generate_images
 
 BEST_DIR = "best"
+LIVE_REFERENCE_SIZE = 10_000  # real training images in the live-FID reference (as many as Fashion-MNIST's test split)
+# Draws the reference from its own stream of config.data.seed: the subsets (long_tail, ...)
+# choose per-class images with the data seed itself, and the reference should not follow them.
+_REFERENCE_SEED_STREAM = 7
 logger = logging.getLogger("ganjax")
 
 
@@ -74,6 +87,39 @@ def best_fid(workdir: str) -> float:
     return float(meta.get("live", {}).get("live_fid", math.inf))
 
 
+def reference_seed(data_seed: int) -> int:
+    """The seed of the live-FID reference sample, derived from config.data.seed."""
+    return int(np.random.SeedSequence([int(data_seed), _REFERENCE_SEED_STREAM]).generate_state(1)[0])
+
+
+def reference_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted int64 indices of a class-stratified sample of about `size` of `labels` [N]:
+    each class gives round(size / N * its count) examples (`data.stratified_split_indices`),
+    so the sample keeps the split's class proportions; all N if size >= N."""
+    if size <= 0:
+        raise ValueError(f"The live-FID reference needs a positive size, got {size}.")
+    if size >= len(labels):
+        return np.arange(len(labels), dtype=np.int64)
+    _, sample = data.stratified_split_indices(labels, size / len(labels), seed)
+    return sample
+
+
+def reference_images(data_config: ml_collections.ConfigDict) -> tuple[np.ndarray, dict]:
+    """(uint8 images [N, H, W, C], provenance): the live-FID reference, drawn from the real
+    training split of `data_config.source` with no subset; the test split is not used."""
+    full_data = ml_collections.ConfigDict(dict(data_config.to_dict(), subset="none"))
+    # load_train_and_test also loads the test split (a source without one has it carved out
+    # of train, and that part must stay out of the reference); only train is used.
+    train_set, _ = data.load_train_and_test(full_data)
+    seed = reference_seed(data_config.seed)
+    indices = reference_indices(train_set.labels, LIVE_REFERENCE_SIZE, seed)
+    provenance = {
+        "split": "train", "sampling": "class-stratified", "num_images": int(len(indices)),
+        "num_train": int(len(train_set)), "seed": seed, "data_seed": int(data_config.seed),
+    }
+    return train_set.images[indices], provenance
+
+
 class LiveMonitor:
     """Called as `monitor(step, state) -> (record, stop)` by the training loop; `close()` at the end.
 
@@ -89,9 +135,11 @@ class LiveMonitor:
             config.data, config.eval.live_classifier or None, steps=config.eval.live_classifier_steps,
             seed=config.seed, progress=progress,
         )
-        reference_data = ml_collections.ConfigDict(dict(config.data.to_dict(), subset="none"))
-        _, test_set = data.load_train_and_test(reference_data)
-        reference_features, _ = self.extractor.extract(data.to_model_range(test_set.images))
+        reference, self.reference_provenance = reference_images(config.data)
+        logger.info("Live FID reference: %d of the %d training images (class-stratified, seed %d).",
+                    self.reference_provenance["num_images"], self.reference_provenance["num_train"],
+                    self.reference_provenance["seed"])
+        reference_features, _ = self.extractor.extract(data.to_model_range(reference))
         self.reference_statistics = metrics.feature_statistics(reference_features)
         self.num_classes = int(meta["num_classes"])
         self.labels = (np.arange(config.eval.live_num_samples) % self.num_classes).astype(np.int32)
@@ -134,7 +182,8 @@ class LiveMonitor:
             record["live_best"] = True
             if self._best_manager is None:
                 self._best_manager = checkpoint.make_manager(os.path.join(self.workdir, BEST_DIR), max_to_keep=1)
-            checkpoint.save(self._best_manager, step, state, {**self.meta, "live": record})
+            checkpoint.save(self._best_manager, step, state,
+                            {**self.meta, "live": record, "live_reference": self.reference_provenance})
             self.best_step = step
         if not alarms:
             return record, "continue"

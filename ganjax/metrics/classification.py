@@ -1,13 +1,20 @@
-"""Classification metrics: pure NumPy functions of labels, predictions and probabilities.
+"""Classification metrics: pure functions of labels, predictions and probabilities.
 
 Labels and predictions are [N] integer class ids in [0, num_classes); probabilities are
 [N, num_classes] rows summing to one. `num_classes` defaults to the width of the inputs
 (probabilities) or to max(label) + 1, so pass it when a class may be absent.
+
+Confusion matrix, accuracy, per-class recall, balanced accuracy and macro-F1 are
+scikit-learn's (`sklearn.metrics`) behind ganjax's input checks and its conventions for
+absent classes; expected calibration error, which scikit-learn lacks, is computed here.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn import metrics as sk_metrics
 
 
 def _check_class_ids(values, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -43,43 +50,48 @@ def _check_pair(labels, predictions, num_classes: int | None) -> tuple[np.ndarra
 
 def confusion_matrix(labels, predictions, num_classes: int | None = None) -> np.ndarray:
     """[K, K] int64 counts; entry [i, j] counts examples of true class i predicted as j
-    (rows are true classes, as in sklearn.metrics.confusion_matrix)."""
+    (rows are true classes): sklearn.metrics.confusion_matrix over labels 0..K-1."""
     labels, predictions, num_classes = _check_pair(labels, predictions, num_classes)
-    counts = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(counts, (labels, predictions), 1)
-    return counts
+    return sk_metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def accuracy(labels, predictions) -> float:
-    """Fraction of examples whose prediction equals the label."""
+    """Fraction of examples whose prediction equals the label (sklearn's accuracy_score)."""
     labels, predictions, _ = _check_pair(labels, predictions, None)
-    return float(np.mean(labels == predictions))
+    return float(sk_metrics.accuracy_score(labels, predictions))
 
 
 def per_class_recall(labels, predictions, num_classes: int | None = None) -> np.ndarray:
     """[K] float64 recall of each class (correct / examples of that class); NaN for a class
-    with no examples."""
-    counts = confusion_matrix(labels, predictions, num_classes)
-    support = counts.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(counts) / support, np.nan)
+    with no examples. sklearn's recall_score(average=None) over labels 0..K-1."""
+    labels, predictions, num_classes = _check_pair(labels, predictions, num_classes)
+    recall = sk_metrics.recall_score(
+        labels, predictions, labels=np.arange(num_classes), average=None, zero_division=np.nan
+    )
+    return np.asarray(recall, np.float64)
 
 
 def balanced_accuracy(labels, predictions, num_classes: int | None = None) -> float:
     """Mean recall over the classes that occur in `labels` (Brodersen et al. 2010), the
-    accuracy a class-balanced test set would give; equals sklearn's balanced_accuracy_score."""
-    return float(np.nanmean(per_class_recall(labels, predictions, num_classes)))
+    accuracy a class-balanced test set would give: sklearn's balanced_accuracy_score.
+    `num_classes` only bounds the class ids; absent classes are left out either way."""
+    labels, predictions, _ = _check_pair(labels, predictions, num_classes)
+    with warnings.catch_warnings():
+        # sklearn warns when a predicted class is absent from `labels` (it has no recall:
+        # leaving it out is the definition) and when only one class is seen (its internal
+        # confusion matrix is then 1 x 1, which is all the score needs).
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true", category=UserWarning)
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return float(sk_metrics.balanced_accuracy_score(labels, predictions))
 
 
 def macro_f1(labels, predictions, num_classes: int | None = None) -> float:
     """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN); a class that is neither
-    present nor predicted is left out, one predicted but absent (or vice versa) scores 0.
-    Equals sklearn's f1_score(average="macro") over the classes it sees."""
-    counts = confusion_matrix(labels, predictions, num_classes)
-    true_positives = np.diag(counts).astype(np.float64)
-    denominators = counts.sum(axis=0) + counts.sum(axis=1)  # 2 TP + FP + FN
-    seen = denominators > 0
-    return float(np.mean(2.0 * true_positives[seen] / denominators[seen]))
+    present nor predicted is left out, one predicted but absent (or vice versa) scores 0:
+    sklearn's f1_score(average="macro", zero_division=0) over the classes in labels or
+    predictions. `num_classes` only bounds the class ids."""
+    labels, predictions, _ = _check_pair(labels, predictions, num_classes)
+    return float(sk_metrics.f1_score(labels, predictions, average="macro", zero_division=0))
 
 
 def expected_calibration_error(probs, labels, num_bins: int = 15) -> float:

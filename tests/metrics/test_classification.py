@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk
@@ -51,6 +53,62 @@ def test_metrics_match_sklearn(seed):
         per_class_recall(labels, predictions, 7)[:5],
         sk.recall_score(labels, predictions, labels=range(5), average=None, zero_division=0),
     )
+
+
+def _numpy_reference(labels, predictions, num_classes):
+    """The metrics' documented definitions written out from a confusion matrix, independently
+    of scikit-learn: (confusion, per-class recall, balanced accuracy, macro-F1)."""
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    support = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, np.diag(counts) / support, np.nan)
+    denominators = counts.sum(axis=0) + counts.sum(axis=1)  # 2 TP + FP + FN
+    seen = denominators > 0
+    f1 = np.mean(2.0 * np.diag(counts)[seen] / denominators[seen])
+    return counts, recall, np.nanmean(recall), f1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metrics_follow_their_definitions_with_absent_classes_and_warn_nothing(seed):
+    rng = np.random.default_rng(seed)
+    num_classes = 9  # classes 7 and 8 neither occur nor are predicted
+    size = int(rng.integers(1, 400))
+    # Class 5 never a label (but predicted), class 6 a label but never predicted.
+    labels = rng.choice(7, size=size, p=[0.3, 0.2, 0.15, 0.1, 0.1, 0.0, 0.15])
+    predictions = np.where(rng.random(size) < 0.5, labels, rng.integers(0, 6, size))
+    predictions = np.where(predictions == 6, 5, predictions)
+    counts, recall, balanced, f1 = _numpy_reference(labels, predictions, num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn's ill-defined-metric warnings must stay inside
+        np.testing.assert_array_equal(confusion_matrix(labels, predictions, num_classes), counts)
+        assert confusion_matrix(labels, predictions, num_classes).dtype == np.int64
+        np.testing.assert_allclose(per_class_recall(labels, predictions, num_classes), recall)
+        assert np.isnan(per_class_recall(labels, predictions, num_classes)[[5, 7, 8]]).all()
+        assert balanced_accuracy(labels, predictions, num_classes) == pytest.approx(balanced)
+        assert balanced_accuracy(labels, predictions) == pytest.approx(balanced)
+        assert macro_f1(labels, predictions, num_classes) == pytest.approx(f1)
+        assert macro_f1(labels, predictions) == pytest.approx(f1)  # unseen classes 7, 8 left out
+        assert accuracy(labels, predictions) == pytest.approx(np.mean(labels == predictions))
+
+
+def test_macro_f1_scores_zero_for_a_class_only_predicted_and_leaves_out_unseen_ones():
+    # Class 0: F1 2/3, class 1 (predicted, never true): 0, class 2: 1; class 3 unseen.
+    assert macro_f1([0, 0, 2], [0, 1, 2], num_classes=4) == pytest.approx((2 / 3 + 0 + 1) / 3)
+
+
+def test_a_single_class_gives_perfect_scores_without_warnings():
+    labels = np.zeros(5, np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(confusion_matrix(labels, labels, 2), [[5, 0], [0, 0]])
+        assert accuracy(labels, labels) == balanced_accuracy(labels, labels) == macro_f1(labels, labels, 2) == 1.0
+        np.testing.assert_array_equal(per_class_recall(labels, labels, 2), [1.0, np.nan])
+
+
+def test_integer_valued_float_ids_are_accepted():
+    assert accuracy(np.array([0.0, 1.0, 2.0]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(confusion_matrix([1.0, 0.0], [1, 1]), [[0, 1], [0, 1]])
 
 
 def test_expected_calibration_error_known_example():
