@@ -16,9 +16,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from ganjax.names import DIFF_AUGMENT_OPS, parse_diff_augment  # noqa: F401 (re-exported)
+
 PADDINGS = ("reflect", "constant")
 # DiffAugment's transforms, in the order diff_augment applies them (the paper's order).
-DIFF_AUGMENT_OPS = ("color", "translation", "cutout")
 
 
 class Augmentation(NamedTuple):
@@ -83,19 +84,6 @@ def random_shift(key: jax.Array, images: jnp.ndarray, max_shift: int, fill: floa
         return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
 
     return jax.vmap(crop)(padded, offsets)
-
-
-def parse_diff_augment(policy: str) -> tuple[str, ...]:
-    """("color", "translation", ...) from a comma-separated policy such as "color,translation,cutout"
-    ("" = none); raises ValueError naming an unknown transform."""
-    names = tuple(name.strip() for name in policy.split(",") if name.strip())
-    for name in names:
-        if name not in DIFF_AUGMENT_OPS:
-            raise ValueError(
-                f"DiffAugment transform {name!r} is unknown; gan.diffaugment is a comma-separated subset of "
-                f"{DIFF_AUGMENT_OPS} (\"\" turns it off)."
-            )
-    return tuple(name for name in DIFF_AUGMENT_OPS if name in names)
 
 
 def diff_augment(key: jax.Array, images: jnp.ndarray, ops: tuple[str, ...]) -> jnp.ndarray:

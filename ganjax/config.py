@@ -10,31 +10,26 @@ import difflib
 
 import ml_collections
 
-from ganjax.augment import parse_diff_augment
-from ganjax.losses import GAN_LOSSES
-from ganjax.models.gan import DISCRIMINATOR_HEADS
-from ganjax.models.layers import UPSAMPLE_MODES
-from ganjax.recognition import FILTERS, GAN_MODES, REWEIGHTS, STRATEGIES
-from ganjax.semi import FEW_LABEL_STRATEGIES, parse_hidden
+from ganjax import names
+from ganjax.names import parse_diff_augment, parse_hidden
 
-SUBSETS = ("none", "long_tail", "cut_class", "few_label")
 CHOICES = {
-    "data.subset": SUBSETS,
-    "data.long_tail_profile": ("exp", "step"),
-    "model.upsample": UPSAMPLE_MODES,
-    "model.downsample": ("subpixel", "strided"),
-    "model.discriminator_head": DISCRIMINATOR_HEADS,
-    "model.generator_norm": ("batch", "group", "none"),
-    "gan.loss": GAN_LOSSES,
-    "classifier.model": ("cnn", "resnet"),
-    "classifier.norm": ("batch", "group", "none"),
-    "classifier.optimizer": ("adam", "sgd"),
-    "experiment.gan_mode": GAN_MODES,
-    "experiment.reweight": REWEIGHTS,
-    "experiment.augment_padding": ("reflect", "constant"),
-    "experiment.filter": FILTERS,
-    "semi.architecture": ("mlp", "conv"),
-    "semi.generator": ("mlp", "dcgan"),
+    "data.subset": names.SUBSETS,
+    "data.long_tail_profile": names.LONG_TAIL_PROFILES,
+    "model.upsample": names.UPSAMPLE_MODES,
+    "model.downsample": names.DOWNSAMPLE_MODES,
+    "model.discriminator_head": names.DISCRIMINATOR_HEADS,
+    "model.generator_norm": names.NORMS,
+    "gan.loss": names.GAN_LOSSES,
+    "classifier.model": names.CLASSIFIER_MODELS,
+    "classifier.norm": names.NORMS,
+    "classifier.optimizer": names.OPTIMIZERS,
+    "experiment.gan_mode": names.GAN_MODES,
+    "experiment.reweight": names.REWEIGHTS,
+    "experiment.augment_padding": names.AUGMENT_PADDINGS,
+    "experiment.filter": names.SYNTHETIC_FILTERS,
+    "semi.architecture": names.SEMI_ARCHITECTURES,
+    "semi.generator": names.SEMI_GENERATORS,
 }
 
 
@@ -101,6 +96,7 @@ def default_config() -> ml_collections.ConfigDict:
     # state as 1 (bitwise on one device); log_every, sample_every, checkpoint_every and
     # eval.live_every (when on) must then be multiples of K. 1 calls the step once per step.
     config.train.steps_per_call = 1
+    config.train.allow_config_change = False  # resume despite GAN-defining config changes (checkpoint.FREE_ON_RESUME)
 
     # Live sample-quality monitoring while training (ganjax.live); off by default because
     # it needs a domain classifier (trained and cached on first use: a few CPU minutes).
@@ -135,9 +131,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.classifier.weight_decay = 0.0
     config.classifier.steps = 1000
     config.classifier.batch_size = 64  # real + synthetic images per step and seed
+    # Steps per jitted call (lax.scan, as train.steps_per_call): the same results, faster on CPU.
+    config.classifier.steps_per_call = 1
 
     config.experiment = ml_collections.ConfigDict()
-    config.experiment.strategies = ",".join(STRATEGIES)  # comma-separated subset of STRATEGIES
+    config.experiment.strategies = ",".join(names.LONG_TAIL_STRATEGIES)  # comma-separated; see ganjax.names
     config.experiment.num_seeds = 5  # classifier seeds, trained together under jax.vmap
     config.experiment.gan_mode = "two_stage"  # "two_stage" (GAN, then classifier) or "joint"
     config.experiment.generator_workdir = ""  # a trained GAN's workdir; "" trains one in WORKDIR/gan
@@ -237,7 +235,7 @@ def config_from_dict(saved: dict) -> ml_collections.ConfigDict:
     """A validated config from a saved dict (e.g. a checkpoint's); keys added to the schema
     since it was saved take their defaults."""
     config = default_config()
-    for name, value in _flatten(ml_collections.ConfigDict(saved)).items():
+    for name, value in flatten(ml_collections.ConfigDict(saved)).items():
         check_key(name)
         _set_key(config, name, value)
     return validate_config(config)
@@ -250,7 +248,7 @@ def apply_overrides(config: ml_collections.ConfigDict, assignments: list[str]) -
     For scripts with argparse flags (benchmarks/train_step.py --set); the absl CLIs take
     `--config.KEY=VALUE` instead.
     """
-    schema = _flatten(default_config())
+    schema = flatten(default_config())
     for assignment in assignments:
         name, separator, text = assignment.partition("=")
         if not separator:
@@ -284,12 +282,13 @@ def _set_key(config: ml_collections.ConfigDict, name: str, value) -> None:
     target[key] = value
 
 
-def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """{dotted key: value} of every leaf of `config`."""
     flat = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, ml_collections.ConfigDict):
-            flat.update(_flatten(value, name + "."))
+            flat.update(flatten(value, name + "."))
         else:
             flat[name] = value
     return flat
@@ -297,7 +296,7 @@ def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
 
 def check_key(name: str, schema: dict | None = None) -> None:
     """Raises ValueError if dotted key `name` (e.g. "train.steps") is not in the schema."""
-    schema = _flatten(default_config()) if schema is None else schema
+    schema = flatten(default_config()) if schema is None else schema
     if name in schema:
         return
     close = difflib.get_close_matches(name, list(schema), n=1)
@@ -318,8 +317,8 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     Raises:
       ValueError naming the first offending key and what to do about it.
     """
-    schema = _flatten(default_config())
-    given = _flatten(config)
+    schema = flatten(default_config())
+    given = flatten(config)
     for name, value in given.items():
         check_key(name, schema)
         expected = type(schema[name])
@@ -384,13 +383,15 @@ def _validate_steps_per_call(given: dict) -> None:
 
 def _validate_recognition(given: dict) -> None:
     """Checks of the classifier and experiment sections (see ganjax.experiment)."""
-    for name in ["classifier.width", "classifier.steps", "classifier.batch_size", "experiment.num_seeds",
+    for name in ["classifier.width", "classifier.steps", "classifier.batch_size", "classifier.steps_per_call",
+                 "experiment.num_seeds",
                  "experiment.rare_classes", "experiment.ece_bins", "experiment.eval_batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     few_label = given["data.subset"] == "few_label"
-    allowed, other = (FEW_LABEL_STRATEGIES, STRATEGIES) if few_label else (STRATEGIES, FEW_LABEL_STRATEGIES)
-    strategies = [name.strip() for name in given["experiment.strategies"].split(",") if name.strip()]
+    allowed, other = ((names.FEW_LABEL_STRATEGIES, names.LONG_TAIL_STRATEGIES) if few_label
+                      else (names.LONG_TAIL_STRATEGIES, names.FEW_LABEL_STRATEGIES))
+    strategies = names.parse_strategies(given["experiment.strategies"])
     if not strategies:
         raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {allowed}.")
     for name in strategies:

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GAN_LOSSES = ("non_saturating", "hinge", "wgan", "least_squares")
+from ganjax.names import GAN_LOSSES
+
 
 
 def discriminator_loss(kind: str, real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:

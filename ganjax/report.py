@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ganjax.recognition import METRICS
+from ganjax.names import LONG_TAIL_METRICS as METRICS
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -103,9 +103,11 @@ def _json_default(value):
 
 
 def write_report(
-    workdir: str, report: dict[str, Any], notes: str = "", metrics: tuple[str, ...] = METRICS
+    workdir: str, report: dict[str, Any], notes: str = "", metrics: tuple[str, ...] = METRICS,
+    title: str = "Recognition",
 ) -> dict[str, str]:
-    """Writes workdir/report.json and workdir/report.md (the table, then `notes`); returns their paths."""
+    """Writes workdir/report.json and workdir/report.md (`title`, the table, then `notes`);
+    returns their paths."""
     os.makedirs(workdir, exist_ok=True)
     json_path = os.path.join(workdir, REPORT_JSON)
     with open(json_path + ".tmp", "w") as stream:
@@ -114,7 +116,7 @@ def write_report(
     meta = report.get("meta", {})
     seeds = meta.get("num_seeds", "?")
     text = [
-        f"# Recognition on {meta.get('data_source', '?')} ({meta.get('subset', '?')})",
+        f"# {title}: {meta.get('data_source', '?')} ({meta.get('subset', '?')})",
         "",
         f"Test-set metrics in %, mean ± std over {seeds} classifier seeds (95% t-intervals in report.json).",
         "",

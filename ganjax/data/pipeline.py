@@ -18,15 +18,18 @@ from ganjax.data.subsets import (
     stratified_split_indices,
 )
 
-SUBSETS = ("none", "long_tail", "cut_class", "few_label")
+from ganjax.names import SUBSETS
 SUBSET_INDICES_FILE = "subset_indices.json"
 CARVED_TEST_FRACTION = 0.1
 _SUBSET_KEYS = {
     "none": (),
-    "long_tail": ("imbalance_ratio",),
+    "long_tail": ("imbalance_ratio", "long_tail_profile"),
     "cut_class": ("cut_class", "cut_fraction"),
     "few_label": ("labels_per_class",),
 }
+# Subset settings that index files written before they were recorded lack; such a file counts as
+# made with the config's default, as a checkpoint's config lacking a key does (config_from_dict).
+_UNRECORDED_DEFAULTS = {"long_tail_profile": "exp"}
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def load_train_and_test(data_config, workdir: str | os.PathLike | None = None) -
     test split is removed) are saved to
     workdir/subset_indices.json with a description of the settings; a later call
     with the same workdir (a resumed run) loads them instead of recomputing, and
-    raises if the settings or dataset size differ.
+    raises, naming the differing settings, if they or the dataset size differ.
 
     For "few_label" the returned train set is the full train split (a
     semi-supervised model also uses the unlabelled images); the labelled indices
@@ -88,7 +91,13 @@ def load_train_and_test(data_config, workdir: str | os.PathLike | None = None) -
     description = _subset_description(data_config, train)
     path = pathlib.Path(workdir) / SUBSET_INDICES_FILE if workdir is not None else None
     if path is not None and path.exists():
-        indices = load_indices(path, len(train), expected_description=description)
+        fix = (
+            f"the run in {workdir} used the subset of the stored config.data values: use a fresh --workdir "
+            "for the new values, or set config.data back to the stored ones to reuse this workdir"
+        )
+        indices = load_indices(
+            path, len(train), description, unrecorded_defaults=_UNRECORDED_DEFAULTS, difference_fix=fix
+        )
         logger.info("Loaded %s subset indices from %s.", subset, path)
     else:
         indices = _subset_indices(data_config, train)

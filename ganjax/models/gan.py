@@ -5,9 +5,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ganjax.names import DISCRIMINATOR_HEADS
 from ganjax.models.layers import Downsample, Upsample, make_norm, num_upsamplings
 
-DISCRIMINATOR_HEADS = ("conv3x3", "none")
 
 
 class Generator(nn.Module):

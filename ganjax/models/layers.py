@@ -13,6 +13,8 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ganjax.names import UPSAMPLE_MODES
+
 
 def depth_to_space(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
     """[B, H, W, C*block^2] -> [B, H*block, W*block, C]."""
@@ -31,7 +33,6 @@ def space_to_depth(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
     return x.reshape(batch, height // block, width // block, block * block * channels)
 
 
-UPSAMPLE_MODES = ("subpixel", "subpixel2x2", "transpose")
 
 
 class Upsample(nn.Module):

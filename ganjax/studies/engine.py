@@ -1,0 +1,501 @@
+"""The one study engine: seeds in one compiled program, one training loop, one validation rule,
+one record per finished strategy, one report writer.
+
+A study (ganjax.studies.long_tail, ganjax.studies.few_label) prepares the data into a
+`StudyContext` and describes its report; a strategy (a module of ganjax.studies.strategies,
+chosen by name through ganjax.names.STRATEGY_MODULES and built by its `make(name, context)`, the
+way big_vision plugs in its evaluators) says how to make its state, its batches, its step and
+what it evaluates, as a `Strategy`. The engine knows neither: it runs S seeds of every strategy
+in one compiled program, evaluates them on the validation and test splits, records each finished
+strategy in WORKDIR/strategies/NAME.json (a rerun reuses it only when the config keys that define
+it are equal), makes every choice on the validation split, and writes report.json / report.md /
+PNG plots titled by the study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Hashable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from ganjax import data, metrics, names, parallel, report
+from ganjax.state import ModelState
+from ganjax.steps import make_multi_step, over_seeds
+
+STRATEGY_DIR = "strategies"
+VALIDATION_INDICES_FILE = "validation_indices.json"
+CHECK_EVERY = 100  # steps between the loop's finite checks and progress-bar updates
+logger = logging.getLogger("ganjax")
+
+# Keys that never change what a strategy computes: which strategies a run lists, how often the
+# loop logs or saves, how many steps one compiled call holds (bitwise the same), how evaluation
+# is chunked, and the multi-host set-up.
+RESULT_NEUTRAL_KEYS = (
+    "experiment.strategies", "experiment.eval_batch_size", "classifier.steps_per_call", "semi.steps_per_call",
+    "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.samples_per_class", "train.steps_per_call", "train.allow_config_change",
+)
+RESULT_NEUTRAL_SECTIONS = ("eval", "parallel")
+
+
+@dataclasses.dataclass
+class StudyContext:
+    """What a study prepared for its strategies.
+
+    train_set: the images strategies train on (long tail: the training part after the validation
+      split; few labels: the whole train split, whose labels only `labelled` may use);
+    validation_set: labelled training images no strategy trains on, or None;
+    test_set: read for the reported figures only;
+    rare_classes: the classes rare_class_accuracy covers (empty: not reported);
+    labelled: indices into train_set of the images whose labels may be used (None: all);
+    resources: things several strategies share, built once on first use (`resource`).
+    """
+
+    study: str
+    config: ml_collections.ConfigDict
+    workdir: str
+    mesh: jax.sharding.Mesh
+    train_set: data.Dataset
+    validation_set: data.Dataset | None
+    test_set: data.Dataset
+    rare_classes: np.ndarray
+    labelled: np.ndarray | None = None
+    progress: bool = True
+    resources: dict = dataclasses.field(default_factory=dict)
+
+    def resource(self, name: str, build: Callable[[], Any]) -> Any:
+        """`build()` the first time `name` is asked for, the same object afterwards."""
+        if name not in self.resources:
+            self.resources[name] = build()
+        return self.resources[name]
+
+
+@dataclasses.dataclass
+class Strategy:
+    """One strategy, as the engine runs it.
+
+    step_key: hashable identity of `make_step()`'s computation (the compiled step is cached on it);
+    make_step: () -> one seed's pure step (state, batch, key, shared) -> (state, metrics), or with
+      per_seed False the step of all seeds at once, taking one key;
+    init: (init keys [S]) -> the S states stacked on a leading axis;
+    batches: step -> the host batch of all S seeds, each leaf [S, ...] with its batch axis at 1;
+    classifiers: states -> the S stacked classifier ModelStates that are evaluated;
+    logits: (one classifier state, images [B, H, W, C] in [-1, 1]) -> logits [B, K];
+    shared: a pytree every seed reads (e.g. a generator), not trained;
+    vectorize: seeds by jax.vmap rather than unrolled (`ganjax.steps.over_seeds`);
+    stream: keeps this strategy family's random keys apart from others' (`seed_keys`);
+    step_keys: overrides the per-seed step keys (per_seed False: one key);
+    sections: the config sections whose keys define the strategy's result (`config_differences`);
+    finish: (states, context, evaluate) -> extra record fields, after evaluation;
+    divergence_hint: what to do when a metric turns non-finite.
+    """
+
+    name: str
+    steps: int
+    steps_per_call: int
+    step_key: Hashable
+    make_step: Callable[[], Callable]
+    init: Callable[[jax.Array], Any]
+    batches: Callable[[int], dict]
+    classifiers: Callable[[Any], ModelState]
+    logits: Callable[[ModelState, jnp.ndarray], jnp.ndarray]
+    stream: int
+    sections: tuple[str, ...]
+    shared: Any = None
+    vectorize: bool = False
+    per_seed: bool = True
+    step_keys: jax.Array | None = None
+    finish: Callable[[Any, StudyContext, Callable], dict] | None = None
+    divergence_hint: str = "lower the learning rate"
+
+
+def build_strategy(name: str, context: StudyContext) -> Strategy:
+    """The strategy `name` from its module in ganjax.studies.strategies (ganjax.names.STRATEGY_MODULES)."""
+    if name not in names.STRATEGY_MODULES:
+        raise ValueError(f"Strategy {name!r} is unknown; choose from {sorted(names.STRATEGY_MODULES)}.")
+    module = importlib.import_module(f"ganjax.studies.strategies.{names.STRATEGY_MODULES[name]}")
+    return module.make(name, context)
+
+
+# --- Seeds.
+
+
+def seed_keys(seed: int, num_seeds: int, stream: int) -> tuple[jax.Array, jax.Array]:
+    """(init keys [S], step keys [S]): seed s's keys, the same for every strategy of a stream;
+    `stream` keeps one family's keys apart from another's (and from the GAN's)."""
+    root = jax.random.fold_in(jax.random.key(seed), stream)
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(root, s)))(jnp.arange(num_seeds))
+    return keys[:, 0], keys[:, 1]
+
+
+def data_seed(config, seed_index: int) -> int:
+    """Seed of seed `seed_index`'s batch order."""
+    return int(config.seed) * 1000 + int(seed_index)
+
+
+@jax.jit
+def _keys_at(step_keys: jax.Array, steps: jax.Array) -> jax.Array:
+    """fold_in(step_keys, step) for each of steps [K] -> [K, *step_keys.shape]."""
+
+    def at(step):
+        if step_keys.ndim == 0:
+            return jax.random.fold_in(step_keys, step)
+        return jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
+
+    return jax.vmap(at)(steps)
+
+
+# --- The one training loop.
+
+_COMPILED: dict[Hashable, Callable] = {}
+
+
+def compiled_step(strategy: Strategy, mesh: jax.sharding.Mesh, steps_per_call: int) -> Callable:
+    """(states, batch, keys, shared) -> (states, metrics), jitted once per (strategy.step_key, mesh,
+    steps_per_call): S seeds in one program, states replicated and donated, batches sharded on
+    their batch axis; steps_per_call K > 1 runs K steps in one `lax.scan` (batches and keys
+    stacked on a new leading axis, metrics [K, ...])."""
+    cache_key = (strategy.step_key, strategy.per_seed, strategy.vectorize, mesh, steps_per_call)
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key]
+    step = strategy.make_step()
+    if strategy.per_seed:
+        step = over_seeds(step, in_axes=(0, 0, 0, None), vectorize=strategy.vectorize)
+    batch_axis = 1
+    if steps_per_call > 1:
+        one_step = step
+
+        def step(states, batches, keys, shared):
+            return make_multi_step(lambda s, b, k: one_step(s, b, k, shared))(states, batches, keys)
+
+        batch_axis = 2
+    replicated = parallel.replicated(mesh)
+    jitted = jax.jit(
+        step,
+        in_shardings=(replicated, parallel.batch_sharding(mesh, batch_axis), replicated, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+    _COMPILED[cache_key] = jitted
+    return jitted
+
+
+def _stack(batches: list) -> Any:
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *batches)
+
+
+def _shard(host_batch: dict, mesh: jax.sharding.Mesh, batch_axis: int) -> dict:
+    """A (possibly nested) dict of global host arrays -> arrays sharded on their batch axis."""
+    if all(isinstance(value, dict) for value in host_batch.values()):
+        return {name: _shard(part, mesh, batch_axis) for name, part in host_batch.items()}
+    return parallel.shard_global_batch(host_batch, mesh, batch_axis=batch_axis)
+
+
+def train(strategy: Strategy, config, mesh: jax.sharding.Mesh, progress: bool = True) -> Any:
+    """Trains the S seeds of `strategy` for strategy.steps steps; returns their stacked states.
+
+    Seed s's step keys are fold_in(step_keys[s], step); with steps_per_call K > 1 every
+    K-aligned block of K steps runs in one call (the tail one by one), to the same states.
+    """
+    num_seeds = config.experiment.num_seeds
+    init_keys, step_keys = seed_keys(config.seed, num_seeds, strategy.stream)
+    if strategy.step_keys is not None:
+        step_keys = strategy.step_keys
+    states = parallel.replicate(strategy.init(init_keys), mesh)
+    shared = parallel.replicate(strategy.shared, mesh) if strategy.shared is not None else None
+    steps_per_call = strategy.steps_per_call
+    single = compiled_step(strategy, mesh, 1)
+    multi = compiled_step(strategy, mesh, steps_per_call) if steps_per_call > 1 else None
+    total = strategy.steps
+    bar = tqdm(total=total, desc=f"{strategy.name} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
+    step = 0
+    with data.BatchIterator(strategy.batches) as batches, bar:
+        while step < total:
+            if multi is not None and step + steps_per_call <= total:
+                calls = np.arange(step, step + steps_per_call)
+                batch = _shard(_stack([next(batches) for _ in calls]), mesh, 2)
+                states, stacked = multi(states, batch, _keys_at(step_keys, calls), shared)
+                step_metrics = jax.tree.map(lambda value: value[-1], stacked)
+            else:
+                calls = np.arange(step, step + 1)
+                batch = _shard(next(batches), mesh, 1)
+                states, step_metrics = single(states, batch, _keys_at(step_keys, calls)[0], shared)
+            previous, step = step, step + len(calls)
+            bar.update(len(calls))
+            if step // CHECK_EVERY > previous // CHECK_EVERY or step == total:
+                values = {name: float(np.mean(value)) for name, value in jax.device_get(step_metrics).items()}
+                if not all(np.isfinite(value) for value in values.values()):
+                    raise FloatingPointError(
+                        f"{strategy.name}: non-finite metrics {values} at step {step}; {strategy.divergence_hint}."
+                    )
+                bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
+    return states
+
+
+# --- Evaluation.
+
+
+_EVALUATORS: dict[Hashable, Callable] = {}
+
+
+def predict(
+    classifiers: ModelState, logits_fn: Callable, images: np.ndarray, batch_size: int, mesh: jax.sharding.Mesh
+) -> np.ndarray:
+    """Logits [S, N, K] of S stacked classifiers on images [N, H, W, C] float32 in [-1, 1];
+    fixed-size chunks (the last padded), so the network compiles once per image shape."""
+    cache_key = (logits_fn, mesh)
+    if cache_key not in _EVALUATORS:
+        _EVALUATORS[cache_key] = jax.jit(
+            over_seeds(logits_fn, in_axes=(0, None)),
+            in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+            out_shardings=parallel.replicated(mesh),
+        )
+    evaluate = _EVALUATORS[cache_key]
+    return np.concatenate(
+        parallel.map_in_chunks(lambda chunk: evaluate(classifiers, chunk), images, batch_size, mesh, output_axis=1),
+        axis=1,
+    )
+
+
+def evaluate_logits(logits: np.ndarray, labels: np.ndarray, rare_classes: np.ndarray, ece_bins: int) -> dict[str, Any]:
+    """Metrics of one classifier. logits [N, K]; labels [N].
+
+    rare_class_accuracy is the accuracy over the examples whose label is in `rare_classes`
+    (the classes with fewest training images; NaN when empty); on a balanced test set it is
+    their mean recall.
+
+    Returns:
+      {metric: float for names.LONG_TAIL_METRICS, "per_class_recall": [K], "confusion": [K, K]}.
+    """
+    num_classes = logits.shape[-1]
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    predictions = probs.argmax(axis=1)
+    rare = np.isin(labels, rare_classes)
+    return {
+        "accuracy": metrics.accuracy(labels, predictions),
+        "balanced_accuracy": metrics.balanced_accuracy(labels, predictions, num_classes),
+        "macro_f1": metrics.macro_f1(labels, predictions, num_classes),
+        "rare_class_accuracy": float(np.mean(predictions[rare] == labels[rare])) if rare.any() else float("nan"),
+        "ece": metrics.expected_calibration_error(probs, labels, ece_bins),
+        "per_class_recall": metrics.per_class_recall(labels, predictions, num_classes),
+        "confusion": metrics.confusion_matrix(labels, predictions, num_classes),
+    }
+
+
+def evaluator(context: StudyContext, logits_fn: Callable) -> Callable[[ModelState, data.Dataset], list[dict]]:
+    """(S stacked classifiers, dataset) -> per-seed metrics (the study's metrics, per_class_recall, confusion)."""
+    config = context.config
+    kept = set(names.STUDY_METRICS[context.study]) | {"per_class_recall", "confusion"}
+
+    def evaluate(classifiers: ModelState, dataset: data.Dataset) -> list[dict[str, Any]]:
+        logits = predict(classifiers, logits_fn, data.to_model_range(dataset.images),
+                         config.experiment.eval_batch_size, context.mesh)
+        results = [evaluate_logits(seed_logits, dataset.labels, context.rare_classes, config.experiment.ece_bins)
+                   for seed_logits in logits]
+        return [{name: value for name, value in result.items() if name in kept} for result in results]
+
+    return evaluate
+
+
+# --- The validation rule.
+
+
+def carve_validation(
+    workdir: str, labels: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, seed: int, description: dict
+) -> np.ndarray:
+    """The validation split, by the one rule of every study: sizes[c] labelled training images
+    of each class c, drawn with `seed` from `candidates` (indices into the train split that no
+    strategy trains on with their labels); saved in workdir/VALIDATION_INDICES_FILE with
+    `description`, and on a rerun reloaded and checked against it.
+
+    Returns:
+      sorted int64 indices into the train split.
+    """
+    path = os.path.join(workdir, VALIDATION_INDICES_FILE)
+    candidates = np.asarray(candidates, np.int64)
+    sizes = np.asarray(sizes, np.int64)
+    counts = data.class_counts(labels[candidates], len(sizes))
+    if np.any(sizes > counts):
+        short = {int(c): (int(counts[c]), int(sizes[c])) for c in np.flatnonzero(sizes > counts)}
+        raise ValueError(f"The validation split asks more images than some classes have ({{class: (have, asked)}}: "
+                         f"{short}); lower the validation size.")
+    indices = candidates[data.subsets._choose_per_class(labels[candidates], sizes, seed)]
+    description = {**description, "seed": int(seed), "per_class": sizes.tolist()}
+    if os.path.exists(path):
+        stored = data.load_indices(path, len(labels))
+        if not np.array_equal(stored, indices):
+            raise ValueError(
+                f"{path} holds another validation split than this config draws (data or validation settings "
+                "changed); use a fresh workdir, or delete it and the strategies/ records to redraw."
+            )
+    else:
+        data.save_indices(path, indices, description)
+    return indices
+
+
+# --- Records of finished strategies.
+
+
+def record_path(workdir: str, strategy: str) -> str:
+    return os.path.join(workdir, STRATEGY_DIR, f"{strategy}.json")
+
+
+def _json_default(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def save_record(path: str, record: dict) -> None:
+    """Writes `record` atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as stream:
+        json.dump(record, stream, indent=1, default=_json_default)
+    os.replace(path + ".tmp", path)
+
+
+def _flat_with_defaults(config_dict: dict) -> dict[str, Any]:
+    """A config as {dotted key: value}; keys it lacks (saved before ganjax added them) take their
+    defaults, which keep the earlier behaviour."""
+    from ganjax.config import default_config, flatten
+
+    flat = flatten(default_config())
+    flat.update(flatten(ml_collections.ConfigDict(json.loads(json.dumps(config_dict, default=_json_default)))))
+    return {name: (list(value) if isinstance(value, tuple) else value) for name, value in flat.items()}
+
+
+def config_differences(saved: dict, config, sections: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved value, new value)} for the keys of `sections` ("seed" is the top-level key)
+    that differ between a saved config dict and `config`, result-neutral keys left out."""
+    old, new = _flat_with_defaults(saved), _flat_with_defaults(config.to_dict())
+
+    def defines(name: str) -> bool:
+        section = name.split(".")[0]
+        return section in sections and section not in RESULT_NEUTRAL_SECTIONS and name not in RESULT_NEUTRAL_KEYS
+
+    return {name: (old.get(name), new[name]) for name in new if defines(name) and old.get(name) != new[name]}
+
+
+def load_finished(workdir: str, strategy: Strategy | str, config, sections: tuple[str, ...] | None = None) -> dict | None:
+    """A finished strategy's record from an earlier run whose config agrees on the keys that
+    define the strategy, else None (not run yet); raises ValueError naming the keys that differ."""
+    name = strategy if isinstance(strategy, str) else strategy.name
+    sections = sections if sections is not None else strategy.sections
+    path = record_path(workdir, name)
+    if not os.path.exists(path):
+        return None
+    record = json.loads(open(path).read())
+    differences = config_differences(record.get("config", {}), config, sections)
+    if differences:
+        listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in
+                           ((key, *values) for key, values in sorted(differences.items())))
+        raise ValueError(
+            f"Strategy {name!r} finished in {workdir} with another config ({listed}). Use a fresh workdir, "
+            f"or delete {path} to rerun it with this config."
+        )
+    return record
+
+
+def run_strategy(strategy: Strategy, context: StudyContext) -> dict:
+    """Trains, evaluates and records one strategy; returns its record: {"per_seed" (test),
+    "validation" (per seed, or None), "wall_seconds", "train_seconds", "config", ...finish's}."""
+    start = time.perf_counter()
+    states = train(strategy, context.config, context.mesh, context.progress)
+    train_seconds = time.perf_counter() - start
+    evaluate = evaluator(context, strategy.logits)
+    classifiers = strategy.classifiers(states)
+    validation = None if context.validation_set is None else evaluate(classifiers, context.validation_set)
+    record = {
+        "per_seed": evaluate(classifiers, context.test_set),
+        "validation": validation,
+        **(strategy.finish(states, context, evaluate) if strategy.finish is not None else {}),
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "config": context.config.to_dict(),
+    }
+    save_record(record_path(context.workdir, strategy.name), record)
+    return json.loads(json.dumps(record, default=_json_default))  # as a rerun reads it
+
+
+def validation_means(records: dict[str, dict], metric_names: tuple[str, ...]) -> dict[str, dict[str, float]] | None:
+    """{strategy: {metric: mean over seeds on the validation split}}, or None without one."""
+    if any(record.get("validation") is None for record in records.values()):
+        return None
+    return {name: {metric: float(np.mean([seed[metric] for seed in record["validation"]])) for metric in metric_names}
+            for name, record in records.items()}
+
+
+def best_on_validation(means: dict[str, dict[str, float]] | None, metric: str) -> str | None:
+    """The strategy with the highest mean validation `metric` (None without a validation split).
+    Every choice the engine makes is made here, on validation; the test split is never read."""
+    if means is None:
+        return None
+    return max(means, key=lambda name: means[name][metric])
+
+
+# --- The study.
+
+
+def run_study(study_module, config, workdir: str, progress: bool = True) -> dict[str, Any]:
+    """Runs every strategy of config.experiment.strategies in `study_module`'s context; writes and
+    returns the report. A strategy finished by an earlier run with the same defining config is
+    reused, not rerun."""
+    start = time.perf_counter()
+    os.makedirs(workdir, exist_ok=True)
+    mesh = parallel.make_mesh()
+    context = study_module.prepare(config, workdir, mesh, progress)
+    study = context.study
+    records: dict[str, dict] = {}
+    for name in tqdm(names.parse_strategies(config.experiment.strategies), desc="strategies", unit="strategy",
+                     disable=not progress):
+        strategy = build_strategy(name, context)
+        record = load_finished(workdir, strategy, config)
+        if record is None:
+            record = run_strategy(strategy, context)
+        else:
+            logger.info("%s: finished in an earlier run, results loaded from %s", name, record_path(workdir, name))
+        records[name] = record
+        logger.info("%s: test %s %.4f", name, names.SELECTION_METRIC[study],
+                    np.mean([seed[names.SELECTION_METRIC[study]] for seed in record["per_seed"]]))
+    metric_names = names.STUDY_METRICS[study]
+    means = validation_means(records, metric_names)
+    best = best_on_validation(means, names.SELECTION_METRIC[study])
+    meta = {
+        "study": study,
+        "config": config.to_dict(),
+        "data_source": config.data.source,
+        "subset": config.data.subset,
+        "class_names": list(context.train_set.class_names),
+        "num_seeds": config.experiment.num_seeds,
+        "validation_mean": means,
+        "best_on_validation": best,
+        **study_module.describe(context, records),
+        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
+    }
+    meta["wall_seconds"] = {**{name: record["wall_seconds"] for name, record in records.items()},
+                            **meta.get("wall_seconds", {}), "total_this_run": time.perf_counter() - start}
+    per_seed = {name: record["per_seed"] for name, record in records.items()}
+    full = report.build_report(per_seed, meta, metrics=metric_names)
+    notes = study_module.notes(meta)
+    shown = best if best is not None else next(iter(records))
+    notes += (f"\n- Best strategy on validation {names.SELECTION_METRIC[study]}: {best} (its summed confusion "
+              f"matrix: {report.CONFUSION_PNG})." if best is not None else
+              f"\n- No validation split, so no best strategy is chosen; {report.CONFUSION_PNG} shows {shown}, "
+              "the first strategy listed.")
+    notes += f"\n- Wall time (s): { {k: round(v, 1) for k, v in meta['wall_seconds'].items()} } on {meta['devices']}."
+    report.write_report(workdir, full, notes, metrics=metric_names, title=names.STUDY_TITLES[study])
+    confusion = np.sum([seed["confusion"] for seed in per_seed[shown]], axis=0)
+    report.plot_confusion_matrix(confusion, meta["class_names"], f"{shown} (summed over seeds)",
+                                 os.path.join(workdir, report.CONFUSION_PNG))
+    report.plot_per_class_recall(full, meta["class_names"], os.path.join(workdir, report.RECALL_PNG))
+    return full
