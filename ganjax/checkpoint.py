@@ -4,11 +4,16 @@ A checkpoint step directory holds two items: 'state' (the arrays) and 'meta' (JS
 config, number of classes, image shape, class names, ganjax version), so a checkpoint alone
 is enough to rebuild the networks and sample. Orbax writes each step to a temporary
 directory and renames it when complete, so a killed job never leaves a half checkpoint.
+
+Resuming checks the saved config against the new one (`check_workdir_config`): only the keys
+of `FREE_ON_RESUME` may change, so a workdir's state is never silently reused for another GAN.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
 import os
 from typing import Any
 
@@ -19,8 +24,20 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 import ganjax
+from ganjax.config import default_config
 
 CHECKPOINT_DIR = "checkpoints"
+# Config keys (fnmatch patterns) that may differ between a checkpoint and the run resuming it:
+# the length of the run, its logging and saving, evaluation, the device layout, and the sections
+# that do not concern the GAN. Every other key changes the model, the data or the objective.
+FREE_ON_RESUME = (
+    "train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.samples_per_class", "train.steps_per_call",
+    "train.allow_config_change", "eval.*", "parallel.*", "classifier.*", "experiment.*", "semi.*",
+)
+_NO_SUCH_KEY = "<not in this ganjax>"
+
+logger = logging.getLogger(__name__)
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -142,3 +159,68 @@ def restore_state(workdir: str, template: Any, step: int | None = None, sharding
         )
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return step, serialization.from_state_dict(template, restored["state"])
+
+
+def _flat_json(config: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train.steps": 2000, ...} from a nested (JSON) config dict."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat_json(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved value, new value)} over the keys outside FREE_ON_RESUME where they differ.
+
+    saved: a checkpoint's config (meta["config"]); a key it lacks (saved before the key
+    existed) counts as its default, as in `ganjax.config.config_from_dict`. A saved key that
+    this ganjax no longer has shows its new value as "<not in this ganjax>".
+    """
+    old = _flat_json(json.loads(default_config().to_json()))
+    old.update(_flat_json(saved))
+    new = _flat_json(json.loads(config.to_json()))
+    differences = {}
+    for key in sorted(old.keys() | new.keys()):
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in FREE_ON_RESUME):
+            continue
+        old_value, new_value = old.get(key, _NO_SUCH_KEY), new.get(key, _NO_SUCH_KEY)
+        if old_value != new_value:
+            differences[key] = (old_value, new_value)
+    return differences
+
+
+def check_resume_config(saved: dict, config: ml_collections.ConfigDict, where: str) -> None:
+    """Raises ValueError listing `config_differences(saved, config)`, if any, unless
+    config.train.allow_config_change (then it only logs them).
+
+    where: what holds the saved config, for the message (e.g. "checkpoint step 200 in DIR").
+    """
+    differences = config_differences(saved, config)
+    if not differences:
+        return
+    listed = "\n  ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences.items())
+    if config.train.allow_config_change:
+        logger.warning("Resuming %s with config changes (train.allow_config_change):\n  %s", where, listed)
+        return
+    raise ValueError(
+        f"The config differs from the one saved with {where} in keys that change the model, the data "
+        f"or the objective (saved -> new):\n  {listed}\n"
+        "Resuming would continue the old run's state under other settings. Use a fresh --workdir for "
+        "the new config, set these keys back to the saved values, or pass "
+        "--config.train.allow_config_change=True to resume with the new values anyway. "
+        f"Keys that may change on resume: {', '.join(FREE_ON_RESUME)}."
+    )
+
+
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> int | None:
+    """Checks `config` against the config saved with the newest checkpoint in `workdir`
+    (`check_resume_config`); returns that checkpoint's step, or None if there is none."""
+    step = latest_step(workdir)
+    if step is None:
+        return None
+    _, meta = restore_meta(workdir, step)
+    check_resume_config(meta["config"], config, f"checkpoint step {step} in {checkpoint_dir(workdir)}")
+    return step

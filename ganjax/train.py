@@ -85,12 +85,18 @@ def _add_steps(sums: Metrics | None, stacked: Metrics) -> Metrics:
 def _initial_state(
     config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, mesh: jax.sharding.Mesh
 ) -> tuple[GANState, int]:
-    """(state, step): the newest checkpoint in workdir if any, else a fresh initialisation."""
+    """(state, step): the newest checkpoint in workdir if any, else a fresh initialisation.
+
+    Raises:
+      ValueError if the checkpoint was saved with a config that differs from `config` in a key
+      outside checkpoint.FREE_ON_RESUME (unless config.train.allow_config_change).
+    """
     init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
     template = create_gan_state(config, train_set.num_classes, train_set.image_shape, init_key)
-    if checkpoint.latest_step(workdir) is None:
+    step = checkpoint.check_workdir_config(workdir, config)
+    if step is None:
         return parallel.replicate(template, mesh), 0
-    step, state = checkpoint.restore_state(workdir, template, sharding=parallel.replicated(mesh))
+    step, state = checkpoint.restore_state(workdir, template, step=step, sharding=parallel.replicated(mesh))
     logger.info("Resuming from checkpoint step %d in %s", step, workdir)
     return state, step
 

@@ -69,8 +69,74 @@ def test_checkpoint_that_does_not_match_config_is_named(tiny_config, tmp_path):
     tiny_config.train.steps = 2
     train_and_evaluate(tiny_config, workdir)
     tiny_config.model.generator_width = 16
+    tiny_config.train.allow_config_change = True  # past the config check, to the arrays' shapes
     with pytest.raises(ValueError, match=r"(?s)does not match the model.*generator"):
         train_and_evaluate(tiny_config, workdir)
+
+
+def test_resume_with_a_changed_objective_refuses_and_names_the_keys(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, workdir)
+    tiny_config.train.steps = 4
+    tiny_config.gan.loss = "least_squares"
+    tiny_config.model.generator_width = 16
+    message = (r"(?s)checkpoint step 2 in .*gan.loss: 'hinge' -> 'least_squares'\n"
+               r"  model.generator_width: 8 -> 16\n.*fresh --workdir.*--config.train.allow_config_change=True")
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(tiny_config, workdir)
+    assert checkpoint.latest_step(workdir) == 2
+
+
+def test_resume_with_changed_length_logging_and_other_sections(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, workdir)
+    tiny_config.train.steps = 4
+    tiny_config.train.log_every, tiny_config.train.keep_checkpoints = 2, 5
+    tiny_config.train.sample_every = tiny_config.train.checkpoint_every = 4
+    tiny_config.eval.live_num_samples, tiny_config.classifier.width = 100, 4
+    tiny_config.experiment.num_seeds, tiny_config.semi.steps = 2, 7
+    assert train_and_evaluate(tiny_config, workdir)["step"] == 4
+    assert checkpoint.latest_step(workdir) == 4
+    steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert steps == [1, 2, 4]
+
+
+def test_allow_config_change_resumes_with_the_new_objective(tiny_config, tmp_path, caplog):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.steps = 2
+    train_and_evaluate(tiny_config, workdir)
+    tiny_config.train.steps = 4
+    tiny_config.gan.loss = "least_squares"
+    tiny_config.train.allow_config_change = True
+    with caplog.at_level("WARNING", logger="ganjax.checkpoint"):
+        train_and_evaluate(tiny_config, workdir)
+    assert "gan.loss: 'hinge' -> 'least_squares'" in caplog.text
+    step, meta = checkpoint.restore_meta(workdir)
+    assert step == 4 and meta["config"]["gan"]["loss"] == "least_squares"
+
+
+def test_config_differences_skip_free_keys_and_take_defaults_for_unsaved_ones(tiny_config):
+    saved = json.loads(tiny_config.to_json())
+    del saved["gan"]["share_generator_forward"]  # a checkpoint written before the key existed
+    del saved["train"]["allow_config_change"]
+    saved["train"]["steps"], saved["eval"]["live_every"], saved["parallel"]["num_processes"] = 99, 5, 2
+    saved["classifier"]["width"], saved["experiment"]["num_seeds"], saved["semi"]["steps"] = 1, 1, 1
+    assert checkpoint.config_differences(saved, tiny_config) == {}
+    checkpoint.check_resume_config(saved, tiny_config, "a test")
+    saved["gan"]["removed_option"] = 1
+    tiny_config.gan.share_generator_forward, tiny_config.train.batch_size, tiny_config.data.seed = True, 32, 3
+    assert checkpoint.config_differences(saved, tiny_config) == {
+        "data.seed": (0, 3),
+        "gan.removed_option": (1, "<not in this ganjax>"),
+        "gan.share_generator_forward": (False, True),
+        "train.batch_size": (16, 32),
+    }
+    with pytest.raises(ValueError, match=r"(?s)saved with a test.*data.seed: 0 -> 3\n.*train.batch_size: 16 -> 32"):
+        checkpoint.check_resume_config(saved, tiny_config, "a test")
+    tiny_config.train.allow_config_change = True
+    checkpoint.check_resume_config(saved, tiny_config, "a test")
 
 
 def test_load_generator_samples_without_the_dataset(tiny_config, tmp_path):

@@ -215,6 +215,8 @@ def load_indices(
     path: str | os.PathLike,
     num_examples: int,
     expected_description: Mapping | None = None,
+    unrecorded_defaults: Mapping | None = None,
+    difference_fix: str | None = None,
 ) -> np.ndarray:
     """Reads indices written by `save_indices` and checks they fit the dataset.
 
@@ -223,6 +225,10 @@ def load_indices(
         num_examples: size of the dataset the indices point into.
         expected_description: if given, each of its keys must equal the stored
             description's value (e.g. the subset config), so a stale file is caught.
+        unrecorded_defaults: values of expected keys that older files do not record,
+            compared as if stored.
+        difference_fix: what to do, for the message naming the settings that differ
+            from `expected_description`; default: delete the file or use a fresh workdir.
 
     Returns:
         [num_indices] int64 indices in the stored order.
@@ -254,16 +260,15 @@ def load_indices(
         )
     if expected_description is not None:
         expected = _to_json_value(dict(expected_description))
+        recorded = {**_to_json_value(dict(unrecorded_defaults or {})), **description}
         differences = {
-            key: (description.get(key), value)
-            for key, value in expected.items()
-            if description.get(key) != value
+            key: (recorded.get(key), value) for key, value in expected.items() if recorded.get(key) != value
         }
         if differences:
             details = ", ".join(
                 f"{key}: stored {stored!r} vs now {now!r}" for key, (stored, now) in differences.items()
             )
-            raise ValueError(f"{path} was made with different settings ({details}); {fix}.")
+            raise ValueError(f"{path} was made with different settings ({details}); {difference_fix or fix}.")
     return indices
 
 

@@ -89,8 +89,40 @@ def test_resume_loads_saved_indices_instead_of_recomputing(npz_source, tmp_path,
 
 def test_resume_with_changed_settings_raises(npz_source, tmp_path):
     load_train_and_test(_config(npz_source, subset="long_tail", imbalance_ratio=10.0), tmp_path)
-    with pytest.raises(ValueError, match="imbalance_ratio: stored 10.0 vs now 4.0.*delete"):
+    with pytest.raises(ValueError, match="imbalance_ratio: stored 10.0 vs now 4.0.*fresh --workdir"):
         load_train_and_test(_config(npz_source, subset="long_tail", imbalance_ratio=4.0), tmp_path)
+
+
+@pytest.mark.parametrize("subset,key,value", [
+    ("long_tail", "long_tail_profile", "step"), ("long_tail", "imbalance_ratio", 4.0), ("long_tail", "seed", 1),
+    ("long_tail", "subset", "cut_class"), ("cut_class", "cut_fraction", 0.25), ("cut_class", "cut_class", 2),
+    ("few_label", "labels_per_class", 4),
+])
+def test_rerun_with_a_changed_subset_setting_names_it_and_what_to_do(npz_source, tmp_path, subset, key, value):
+    load_train_and_test(_config(npz_source, subset=subset), tmp_path)
+    message = rf"different settings \(.*{key}: stored .* vs now {value!r}.*fresh --workdir.*set config.data back"
+    with pytest.raises(ValueError, match=message):
+        load_train_and_test(_config(npz_source, **{"subset": subset, key: value}), tmp_path)
+
+
+def test_rerun_with_another_source_names_it(npz_source, tmp_path):
+    load_train_and_test(_config(npz_source, subset="long_tail"), tmp_path)
+    other = npz_source.replace("data.npz", "copy.npz")
+    (tmp_path / "copy.npz").write_bytes((tmp_path / "data.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"source: stored 'npz:.*data.npz' vs now 'npz:.*copy.npz'"):
+        load_train_and_test(_config(other, subset="long_tail"), tmp_path)
+
+
+def test_index_file_without_long_tail_profile_counts_as_the_default(npz_source, tmp_path):
+    """Files written before the profile was recorded resume with "exp" and refuse "step"."""
+    load_train_and_test(_config(npz_source, subset="long_tail"), tmp_path)
+    path = tmp_path / SUBSET_INDICES_FILE
+    record = json.loads(path.read_text())
+    assert record["description"].pop("long_tail_profile") == "exp"
+    path.write_text(json.dumps(record))
+    load_train_and_test(_config(npz_source, subset="long_tail", long_tail_profile="exp"), tmp_path)
+    with pytest.raises(ValueError, match="long_tail_profile: stored 'exp' vs now 'step'"):
+        load_train_and_test(_config(npz_source, subset="long_tail", long_tail_profile="step"), tmp_path)
 
 
 def test_few_label_keeps_full_train_and_stores_labelled_indices(npz_source, tmp_path):

@@ -174,6 +174,18 @@ def test_load_indices_rejects_other_settings(tmp_path):
         load_indices(path, 5, expected_description={"subset": "long_tail", "imbalance_ratio": 100})
 
 
+def test_load_indices_compares_unrecorded_keys_as_their_defaults(tmp_path):
+    path = tmp_path / "indices.json"
+    save_indices(path, np.array([0, 1]), {"subset": "long_tail"})
+    expected = {"subset": "long_tail", "long_tail_profile": "exp"}
+    with pytest.raises(ValueError, match=r"long_tail_profile: stored None vs now 'exp'\); delete"):
+        load_indices(path, 5, expected_description=expected)
+    load_indices(path, 5, expected_description=expected, unrecorded_defaults={"long_tail_profile": "exp"})
+    with pytest.raises(ValueError, match=r"long_tail_profile: stored 'exp' vs now 'step'\); start afresh"):
+        load_indices(path, 5, expected_description={**expected, "long_tail_profile": "step"},
+                     unrecorded_defaults={"long_tail_profile": "exp"}, difference_fix="start afresh")
+
+
 def test_load_indices_rejects_missing_or_corrupt_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.json"):
         load_indices(tmp_path / "absent.json", 5)
