@@ -1,0 +1,161 @@
+"""The study engine: records reused only on an equal defining config, no choice on the test
+split, one validation rule, steps per call for every strategy, a light config import."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_python
+from ganjax import data, experiment, parallel
+from ganjax.config import load_config
+from ganjax.studies import engine, long_tail
+
+
+def _tiny_lt(**overrides):
+    config = load_config("digits_lt")
+    config.classifier.steps = 12
+    config.experiment.num_seeds = 2
+    config.experiment.strategies = "plain,oversample"
+    for name, value in overrides.items():
+        section, key = name.split("__")
+        config[section][key] = value
+    return config
+
+
+def _count_training(monkeypatch) -> list[str]:
+    trained = []
+    real_train = engine.train
+
+    def counting_train(strategy, *args, **kwargs):
+        trained.append(strategy.name)
+        return real_train(strategy, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train", counting_train)
+    return trained
+
+
+def test_a_finished_strategy_is_reused_only_when_its_defining_config_is_equal(tmp_path, monkeypatch):
+    workdir = os.fspath(tmp_path)
+    trained = _count_training(monkeypatch)
+    first = experiment.run_experiment(_tiny_lt(experiment__strategies="plain"), workdir, progress=False)
+    assert trained == ["plain"]
+    assert os.path.exists(engine.record_path(workdir, "plain"))
+    # Result-neutral keys (the list of strategies, evaluation chunking, steps per call) may change.
+    again = experiment.run_experiment(
+        _tiny_lt(experiment__eval_batch_size=100, classifier__steps_per_call=4), workdir, progress=False
+    )
+    assert trained == ["plain", "oversample"]
+    assert again["plain"] == first["plain"]
+    # A key that defines the strategy refuses, naming the key and both values.
+    with pytest.raises(ValueError, match=r"classifier.learning_rate: 0.003 -> 0.001.*delete") as error:
+        experiment.run_experiment(_tiny_lt(classifier__learning_rate=1e-3), workdir, progress=False)
+    assert "plain" in str(error.value)
+    assert trained == ["plain", "oversample"]
+
+
+def test_config_differences_cover_only_the_strategy_sections_and_skip_neutral_keys():
+    config = _tiny_lt()
+    saved = config.to_dict()
+    changed = _tiny_lt(semi__steps=7, train__log_every=7, experiment__strategies="plain",
+                       classifier__width=4)
+    differences = engine.config_differences(saved, changed, long_tail.CLASSIFIER_SECTIONS)
+    assert differences == {"classifier.width": (8, 4)}
+    # A record written before a key existed: the key counts as its default.
+    del saved["classifier"]["steps_per_call"]
+    assert engine.config_differences(saved, config, long_tail.CLASSIFIER_SECTIONS) == {}
+
+
+def _replace_test_labels(monkeypatch, label: int):
+    """Makes the long-tail study see a test split whose labels are all `label`."""
+    real_prepare = long_tail.prepare
+
+    def prepare(*args, **kwargs):
+        context = real_prepare(*args, **kwargs)
+        test = context.test_set
+        context.test_set = data.Dataset(test.images, np.full_like(test.labels, label), test.class_names)
+        return context
+
+    monkeypatch.setattr(long_tail, "prepare", prepare)
+
+
+def test_the_test_split_reaches_no_selection(tmp_path, monkeypatch):
+    """Two runs whose test splits disagree completely must choose the same strategy and carve
+    the same validation split; only the reported test figures may differ."""
+    reports = []
+    for label in (0, 1):
+        _replace_test_labels(monkeypatch, label)
+        reports.append(experiment.run_experiment(_tiny_lt(), os.fspath(tmp_path / f"run{label}"), progress=False))
+    first, second = (report["meta"] for report in reports)
+    assert first["best_on_validation"] == second["best_on_validation"] is not None
+    assert first["validation_mean"] == second["validation_mean"]
+    assert first["class_counts"]["validation"] == second["class_counts"]["validation"]
+    assert reports[0]["plain"]["accuracy"] != reports[1]["plain"]["accuracy"]
+    best = first["best_on_validation"]
+    means = first["validation_mean"]
+    assert means[best]["balanced_accuracy"] == max(m["balanced_accuracy"] for m in means.values())
+
+
+def test_carve_validation_is_stratified_saved_and_checked(tmp_path):
+    labels = np.repeat(np.arange(3), [10, 6, 4])
+    candidates = np.arange(2, 20)
+    sizes = np.array([2, 1, 3])
+    indices = engine.carve_validation(os.fspath(tmp_path), labels, candidates, sizes, 0, {"study": "test"})
+    np.testing.assert_array_equal(np.bincount(labels[indices], minlength=3), sizes)
+    assert set(indices) <= set(candidates) and np.all(np.diff(indices) > 0)
+    again = engine.carve_validation(os.fspath(tmp_path), labels, candidates, sizes, 0, {"study": "test"})
+    np.testing.assert_array_equal(again, indices)
+    with pytest.raises(ValueError, match="another validation split"):
+        engine.carve_validation(os.fspath(tmp_path), labels, candidates, sizes, 1, {"study": "test"})
+    with pytest.raises(ValueError, match="more images than some classes have"):
+        engine.carve_validation(os.fspath(tmp_path / "other"), labels, candidates, np.array([2, 1, 5]), 0, {})
+
+
+@pytest.mark.parametrize("name", ["oversample", pytest.param("gan+augment", marks=pytest.mark.slow)])
+def test_steps_per_call_gives_the_same_classifiers_for_long_tail_strategies(tmp_path, name):
+    config = _tiny_lt(classifier__steps=7, train__steps=4, experiment__strategies=name)
+    mesh = parallel.make_mesh()
+    context = long_tail.prepare(config, os.fspath(tmp_path), mesh, progress=False)
+    per_step = engine.train(engine.build_strategy(name, context), config, mesh, progress=False)
+    config.classifier.steps_per_call = 3  # two calls of 3, then one single step
+    scanned = engine.train(engine.build_strategy(name, context), config, mesh, progress=False)
+    assert int(scanned.step[0]) == 7
+    for expected, actual in zip(jax.tree.leaves(jax.device_get(per_step)), jax.tree.leaves(jax.device_get(scanned))):
+        np.testing.assert_array_equal(expected, actual)
+
+
+def test_a_diverging_strategy_stops_with_the_setting_to_change(tmp_path):
+    config = _tiny_lt(classifier__learning_rate=float("inf"), classifier__steps=100, experiment__strategies="plain")
+    with pytest.raises(FloatingPointError, match=r"plain: non-finite metrics .* lower classifier.learning_rate"):
+        experiment.run_experiment(config, os.fspath(tmp_path), progress=False)
+
+
+def test_loading_a_config_imports_no_step_model_or_study_code():
+    result = run_python(
+        "import sys, ganjax\n"
+        "config = ganjax.load_config('digits_lt')\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('ganjax.steps', 'ganjax.models', 'ganjax.studies', "
+        "'flax', 'optax')))\n"
+        "print('HEAVY', heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HEAVY []" in result.stdout
+
+
+def test_an_unknown_strategy_name_is_refused_naming_the_choices(tmp_path):
+    context = engine.StudyContext("long_tail", _tiny_lt(), os.fspath(tmp_path), None, None, None, None, np.array([]))
+    with pytest.raises(ValueError, match="Strategy 'mixup' is unknown"):
+        engine.build_strategy("mixup", context)
+
+
+def test_report_is_titled_by_the_study(tmp_path):
+    workdir = os.fspath(tmp_path)
+    experiment.run_experiment(_tiny_lt(experiment__strategies="plain"), workdir, progress=False)
+    text = open(os.path.join(workdir, "report.md")).read()
+    assert text.startswith("# Recognition on long-tailed data: digits (long_tail)")
+    saved = json.loads(open(os.path.join(workdir, "report.json")).read())
+    assert saved["meta"]["study"] == "long_tail"
+    assert saved["meta"]["best_on_validation"] == "plain"
