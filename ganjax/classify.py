@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 import ganjax
-from ganjax import data, parallel
+from ganjax import data, loop, parallel
 from ganjax.models import ResNet, SmallCNN
 from ganjax.state import ModelState, create_classifier_state
 from ganjax.steps import classifier_eval_step, classifier_train_step
@@ -138,22 +138,29 @@ def train_classifier(
     train_step = parallel.jit_step(classifier_train_step, mesh, batch_axis=0)
     is_chief = jax.process_index() == 0
     bar = tqdm(total=steps, desc=f"train {model}", unit="step", disable=not (progress and is_chief))
+
+    def place(host_batch: dict, stacked: bool) -> dict:
+        host_batch = data.process_slice(host_batch, jax.process_index(), jax.process_count())
+        if class_weights is not None:
+            host_batch["weights"] = class_weights[host_batch["labels"]]
+        return parallel.shard_batch(host_batch, mesh)
+
+    def after_call(state: ModelState, step: int, metrics: dict, stacked: bool) -> tuple[ModelState, bool]:
+        if step % LOG_EVERY == 0 or step == steps:
+            values = {name: float(value) for name, value in jax.device_get(metrics).items()}
+            if not math.isfinite(values["loss"]):
+                raise FloatingPointError(
+                    f"Classifier loss is {values['loss']} at step {step}; lower learning_rate (now {learning_rate})."
+                )
+            bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.3f}")
+        return state, False
+
     with data.iterate_batches(train_set, batch_size, seed=seed) as batches, bar:
-        for step in range(steps):
-            host_batch = data.process_slice(next(batches), jax.process_index(), jax.process_count())
-            if class_weights is not None:
-                host_batch["weights"] = class_weights[host_batch["labels"]]
-            batch = parallel.shard_batch(host_batch, mesh)
-            state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step))
-            bar.update(1)
-            if (step + 1) % LOG_EVERY == 0 or step + 1 == steps:
-                values = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                if not math.isfinite(values["loss"]):
-                    raise FloatingPointError(
-                        f"Classifier loss is {values['loss']} at step {step + 1}; lower learning_rate "
-                        f"(now {learning_rate})."
-                    )
-                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.3f}")
+        state, _ = loop.run_steps(
+            state, start_step=0, total_steps=steps, next_batch=lambda: next(batches), place=place,
+            step_keys=lambda calls: loop.fold_in_steps(step_key, calls), single=train_step, after_call=after_call,
+            bar=bar,
+        )
     return state
 
 

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from ganjax import checkpoint, data, live, parallel, visualize
+from ganjax import checkpoint, data, live, loop, parallel, visualize
 from ganjax.config import validate_config
 from ganjax.sample import class_grid_labels, generate_images
 from ganjax.state import GANState, create_gan_state
@@ -64,12 +64,6 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
             f"Non-finite training metrics at step {step}: {bad}. Lower config.optim.*_lr, "
             "or add config.gan.r1_gamma, and restart from the last checkpoint."
         )
-
-
-@jax.jit
-def _step_keys(step_key: jax.Array, steps: jax.Array) -> jax.Array:
-    """fold_in(step_key, step) for each of steps [K]: the per-step loop's keys, stacked."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, steps)
 
 
 @jax.jit
@@ -122,7 +116,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # train.steps_per_call = K > 1: K steps per call on K-aligned steps, batches [K, n_critic, B, ...];
     # steps before the first aligned one (a resume) and after the last (the tail) run one by one.
     steps_per_call = config.train.steps_per_call
-    multi_step = parallel.jit_step(make_multi_step(make_gan_train_step(config)), mesh, batch_axis=2)
+    multi_step = None
+    if steps_per_call > 1:
+        multi_step = parallel.jit_step(make_multi_step(make_gan_train_step(config)), mesh, batch_axis=2)
     n_critic = config.gan.n_critic
     batches = data.iterate_batches(
         train_set,
@@ -147,75 +143,75 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     images_per_step = config.train.batch_size * n_critic
     last_record = _last_record(metrics_path, start_step)
     progress = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not is_chief)
-    metric_sums, window_steps = None, 0
-    timer_start, timed_steps = None, 0  # throughput excludes each step function's first call (compilation)
-    compiled = set()
-    step = start_step
+    window = {"sums": None, "steps": 0, "timer": None, "timed": 0}  # the logging window's metrics and timing
+    compiled = set()  # throughput excludes each step function's first call (compilation)
+
+    def after_call(state: GANState, step: int, metrics: dict, stacked: bool) -> tuple[GANState, bool]:
+        nonlocal last_record
+        num_steps = steps_per_call if stacked else 1
+        # Summed on device without blocking; averaged over the window when logged.
+        if stacked:
+            window["sums"] = _add_steps(window["sums"], metrics)
+        else:
+            window["sums"] = metrics if window["sums"] is None else jax.tree.map(jax.numpy.add, window["sums"], metrics)
+        window["steps"] += num_steps
+        window["timed"] += num_steps
+        if stacked not in compiled:
+            compiled.add(stacked)
+            jax.block_until_ready(metrics)
+            window["timer"], window["timed"] = time.perf_counter(), 0
+
+        if step % config.train.log_every == 0 or step == total:
+            values = {name: float(value) / window["steps"] for name, value in jax.device_get(window["sums"]).items()}
+            _check_finite(values, step)
+            last_record = {"step": step, **values}
+            if window["timed"]:
+                elapsed = time.perf_counter() - window["timer"]
+                last_record["images_per_sec"] = window["timed"] * images_per_step / elapsed
+                window["timer"], window["timed"] = time.perf_counter(), 0
+            window["sums"], window["steps"] = None, 0
+            progress.set_postfix(
+                d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
+                img_s=f"{last_record.get('images_per_sec', 0):.0f}",
+            )
+            if is_chief:
+                _append_metrics(metrics_path, last_record)
+
+        if step % config.train.sample_every == 0 or step == total:
+            # Every process runs the (replicated) computation; process 0 writes the file.
+            images = jax.device_get(generate_images(state, grid_noise, grid_labels))
+            if is_chief:
+                path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+                visualize.save_image_grid(images, train_set.num_classes, path)
+
+        stop = False
+        if monitor is not None and step % config.eval.live_every == 0:
+            live_record, action = monitor(step, state)
+            if is_chief:
+                _append_metrics(metrics_path, live_record)
+            stop = action == "stop"
+            if action == "rollback":
+                state = monitor.restore_best(state)
+
+        if step % config.train.checkpoint_every == 0 or step == total or stop:
+            checkpoint.save(manager, step, state, meta)
+        return state, stop
+
     try:
-        while step < total:
-            if steps_per_call > 1 and step % steps_per_call == 0 and step + steps_per_call <= total:
-                step_fn, call_steps = multi_step, np.arange(step + 1, step + steps_per_call + 1)
-                host_batch = data.stack_batches([next(batches) for _ in call_steps])
-                batch = parallel.shard_global_batch(host_batch, mesh, batch_axis=2)
-                state, metrics = multi_step(state, batch, _step_keys(step_key, call_steps))
-                metric_sums = _add_steps(metric_sums, metrics)
-            else:
-                step_fn, call_steps = train_step, [step + 1]
-                batch = parallel.shard_global_batch(next(batches), mesh, batch_axis=1)
-                state, metrics = train_step(state, batch, jax.random.fold_in(step_key, step + 1))
-                # Summed on device without blocking; averaged over the window when logged.
-                metric_sums = metrics if metric_sums is None else jax.tree.map(jax.numpy.add, metric_sums, metrics)
-            step += len(call_steps)
-            window_steps += len(call_steps)
-            timed_steps += len(call_steps)
-            progress.update(len(call_steps))
-            if step_fn not in compiled:
-                compiled.add(step_fn)
-                jax.block_until_ready(metrics)
-                timer_start, timed_steps = time.perf_counter(), 0
-
-            if step % config.train.log_every == 0 or step == total:
-                values = {name: float(value) / window_steps for name, value in jax.device_get(metric_sums).items()}
-                _check_finite(values, step)
-                last_record = {"step": step, **values}
-                if timed_steps:
-                    elapsed = time.perf_counter() - timer_start
-                    last_record["images_per_sec"] = timed_steps * images_per_step / elapsed
-                    timer_start, timed_steps = time.perf_counter(), 0
-                metric_sums, window_steps = None, 0
-                progress.set_postfix(
-                    d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}",
-                    img_s=f"{last_record.get('images_per_sec', 0):.0f}",
-                )
-                if is_chief:
-                    _append_metrics(metrics_path, last_record)
-
-            if step % config.train.sample_every == 0 or step == total:
-                # Every process runs the (replicated) computation; process 0 writes the file.
-                images = jax.device_get(generate_images(state, grid_noise, grid_labels))
-                if is_chief:
-                    path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
-                    visualize.save_image_grid(images, train_set.num_classes, path)
-
-            stop = False
-            if monitor is not None and step % config.eval.live_every == 0:
-                live_record, action = monitor(step, state)
-                if is_chief:
-                    _append_metrics(metrics_path, live_record)
-                stop = action == "stop"
-                if action == "rollback":
-                    state = monitor.restore_best(state)
-
-            if step % config.train.checkpoint_every == 0 or step == total or stop:
-                checkpoint.save(manager, step, state, meta)
-            if stop:
-                break
+        # Step s + 1 (batch index s) draws its randomness from fold_in(step_key, s + 1).
+        loop.run_steps(
+            state, start_step=start_step, total_steps=total, next_batch=lambda: next(batches),
+            place=lambda batch, stacked: parallel.shard_global_batch(batch, mesh, batch_axis=2 if stacked else 1),
+            step_keys=lambda steps: loop.fold_in_steps(step_key, steps + 1),
+            single=train_step, multi=multi_step, steps_per_call=steps_per_call, after_call=after_call, bar=progress,
+        )
     finally:
         if monitor is not None:
             monitor.close()
         manager.wait_until_finished()
         manager.close()
         progress.close()
+        batches.close()
     return last_record
 
 

@@ -12,6 +12,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -114,10 +115,12 @@ def batch_at(
     }
 
 
-def stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Host batches (dicts of arrays with the same keys and shapes) stacked on a new leading
-    axis: the K batches of one K-steps-per-call training call."""
-    return {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
+def stack_batches(batches: list) -> Any:
+    """Host batches (dicts of arrays, possibly nested, with the same keys and shapes) stacked on
+    a new leading axis: the K batches of one K-steps-per-call training call."""
+    if isinstance(batches[0], Mapping):
+        return {name: stack_batches([batch[name] for batch in batches]) for name in batches[0]}
+    return np.stack(batches)
 
 
 def stacked_batch_at(

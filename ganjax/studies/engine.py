@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ganjax import data, metrics, names, parallel, report
+from ganjax import data, loop, metrics, names, parallel, report
 from ganjax.state import ModelState
 from ganjax.steps import make_multi_step, over_seeds
 
@@ -143,18 +143,6 @@ def data_seed(config, seed_index: int) -> int:
     return int(config.seed) * 1000 + int(seed_index)
 
 
-@jax.jit
-def _keys_at(step_keys: jax.Array, steps: jax.Array) -> jax.Array:
-    """fold_in(step_keys, step) for each of steps [K] -> [K, *step_keys.shape]."""
-
-    def at(step):
-        if step_keys.ndim == 0:
-            return jax.random.fold_in(step_keys, step)
-        return jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
-
-    return jax.vmap(at)(steps)
-
-
 # --- The one training loop.
 
 _COMPILED: dict[Hashable, Callable] = {}
@@ -190,10 +178,6 @@ def compiled_step(strategy: Strategy, mesh: jax.sharding.Mesh, steps_per_call: i
     return jitted
 
 
-def _stack(batches: list) -> Any:
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *batches)
-
-
 def _shard(host_batch: dict, mesh: jax.sharding.Mesh, batch_axis: int) -> dict:
     """A (possibly nested) dict of global host arrays -> arrays sharded on their batch axis."""
     if all(isinstance(value, dict) for value in host_batch.values()):
@@ -205,7 +189,7 @@ def train(strategy: Strategy, config, mesh: jax.sharding.Mesh, progress: bool = 
     """Trains the S seeds of `strategy` for strategy.steps steps; returns their stacked states.
 
     Seed s's step keys are fold_in(step_keys[s], step); with steps_per_call K > 1 every
-    K-aligned block of K steps runs in one call (the tail one by one), to the same states.
+    K-aligned block of K steps runs in one call (`ganjax.loop.run_steps`), to the same states.
     """
     num_seeds = config.experiment.num_seeds
     init_keys, step_keys = seed_keys(config.seed, num_seeds, strategy.stream)
@@ -217,28 +201,28 @@ def train(strategy: Strategy, config, mesh: jax.sharding.Mesh, progress: bool = 
     single = compiled_step(strategy, mesh, 1)
     multi = compiled_step(strategy, mesh, steps_per_call) if steps_per_call > 1 else None
     total = strategy.steps
+
+    def after_call(states, step: int, step_metrics, stacked: bool):
+        if step // CHECK_EVERY > (step - (steps_per_call if stacked else 1)) // CHECK_EVERY or step == total:
+            last = jax.tree.map(lambda value: value[-1], step_metrics) if stacked else step_metrics
+            values = {name: float(np.mean(value)) for name, value in jax.device_get(last).items()}
+            if not all(np.isfinite(value) for value in values.values()):
+                raise FloatingPointError(
+                    f"{strategy.name}: non-finite metrics {values} at step {step}; {strategy.divergence_hint}."
+                )
+            bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
+        return states, False
+
     bar = tqdm(total=total, desc=f"{strategy.name} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
-    step = 0
     with data.BatchIterator(strategy.batches) as batches, bar:
-        while step < total:
-            if multi is not None and step + steps_per_call <= total:
-                calls = np.arange(step, step + steps_per_call)
-                batch = _shard(_stack([next(batches) for _ in calls]), mesh, 2)
-                states, stacked = multi(states, batch, _keys_at(step_keys, calls), shared)
-                step_metrics = jax.tree.map(lambda value: value[-1], stacked)
-            else:
-                calls = np.arange(step, step + 1)
-                batch = _shard(next(batches), mesh, 1)
-                states, step_metrics = single(states, batch, _keys_at(step_keys, calls)[0], shared)
-            previous, step = step, step + len(calls)
-            bar.update(len(calls))
-            if step // CHECK_EVERY > previous // CHECK_EVERY or step == total:
-                values = {name: float(np.mean(value)) for name, value in jax.device_get(step_metrics).items()}
-                if not all(np.isfinite(value) for value in values.values()):
-                    raise FloatingPointError(
-                        f"{strategy.name}: non-finite metrics {values} at step {step}; {strategy.divergence_hint}."
-                    )
-                bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
+        states, _ = loop.run_steps(
+            states, start_step=0, total_steps=total, next_batch=lambda: next(batches),
+            place=lambda batch, stacked: _shard(batch, mesh, 2 if stacked else 1),
+            step_keys=lambda steps: loop.fold_in_steps(step_keys, steps),
+            single=lambda states, batch, keys: single(states, batch, keys, shared),
+            multi=None if multi is None else lambda states, batch, keys: multi(states, batch, keys, shared),
+            steps_per_call=steps_per_call, after_call=after_call, bar=bar,
+        )
     return states
 
 
