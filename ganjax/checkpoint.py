@@ -11,7 +11,6 @@ of `FREE_ON_RESUME` may change, so a workdir's state is never silently reused fo
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 import ganjax
-from ganjax.config import default_config
+from ganjax.config import config_differences as differing_keys
 
 CHECKPOINT_DIR = "checkpoints"
 # Config keys (fnmatch patterns) that may differ between a checkpoint and the run resuming it:
@@ -35,7 +34,6 @@ FREE_ON_RESUME = (
     "train.keep_checkpoints", "train.samples_per_class", "train.steps_per_call",
     "train.allow_config_change", "eval.*", "parallel.*", "classifier.*", "experiment.*", "semi.*",
 )
-_NO_SUCH_KEY = "<not in this ganjax>"
 
 logger = logging.getLogger(__name__)
 
@@ -161,35 +159,10 @@ def restore_state(workdir: str, template: Any, step: int | None = None, sharding
     return step, serialization.from_state_dict(template, restored["state"])
 
 
-def _flat_json(config: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train.steps": 2000, ...} from a nested (JSON) config dict."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat_json(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
-    """{key: (saved value, new value)} over the keys outside FREE_ON_RESUME where they differ.
-
-    saved: a checkpoint's config (meta["config"]); a key it lacks (saved before the key
-    existed) counts as its default, as in `ganjax.config.config_from_dict`. A saved key that
-    this ganjax no longer has shows its new value as "<not in this ganjax>".
-    """
-    old = _flat_json(json.loads(default_config().to_json()))
-    old.update(_flat_json(saved))
-    new = _flat_json(json.loads(config.to_json()))
-    differences = {}
-    for key in sorted(old.keys() | new.keys()):
-        if any(fnmatch.fnmatchcase(key, pattern) for pattern in FREE_ON_RESUME):
-            continue
-        old_value, new_value = old.get(key, _NO_SUCH_KEY), new.get(key, _NO_SUCH_KEY)
-        if old_value != new_value:
-            differences[key] = (old_value, new_value)
-    return differences
+    """{key: (saved value, new value)} over the keys outside FREE_ON_RESUME where they differ
+    (`ganjax.config.config_differences`)."""
+    return differing_keys(saved, config, FREE_ON_RESUME)
 
 
 def check_resume_config(saved: dict, config: ml_collections.ConfigDict, where: str) -> None:

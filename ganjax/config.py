@@ -156,6 +156,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
     config.experiment.ece_bins = 15
     config.experiment.eval_batch_size = 500
+    # Free text for report.md's setup: how the config's settings were chosen (e.g. which were
+    # chosen on validation, and any that were not).
+    config.experiment.note = ""
 
     # Few labels (data.subset="few_label"; ganjax.semi): the networks of Salimans et al. 2016's
     # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.
@@ -292,6 +295,42 @@ def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
         else:
             flat[name] = value
     return flat
+
+
+NOT_IN_SCHEMA = "<not in this ganjax>"
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict, ignore: tuple[str, ...] = ()) -> dict:
+    """{dotted key: (saved value, new value)} for the keys where a saved config (a dict, e.g. a
+    checkpoint's or a study record's) and `config` differ, skipping keys that match an fnmatch
+    pattern of `ignore` (e.g. "train.steps", "eval.*").
+
+    A key the saved config lacks (saved before the key existed) counts as its default, as in
+    `config_from_dict`; a saved key this ganjax no longer has shows its new value as NOT_IN_SCHEMA.
+    """
+    import fnmatch
+    import json
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    old = flat(json.loads(default_config().to_json()))
+    old.update(flat(json.loads(json.dumps(saved, default=str))))
+    new = flat(json.loads(config.to_json()))
+    differences = {}
+    for key in sorted(old.keys() | new.keys()):
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in ignore):
+            continue
+        old_value, new_value = old.get(key, NOT_IN_SCHEMA), new.get(key, NOT_IN_SCHEMA)
+        if old_value != new_value:
+            differences[key] = (old_value, new_value)
+    return differences
 
 
 def check_key(name: str, schema: dict | None = None) -> None:

@@ -41,7 +41,8 @@ logger = logging.getLogger("ganjax")
 # loop logs or saves, how many steps one compiled call holds (bitwise the same), how evaluation
 # is chunked, and the multi-host set-up.
 RESULT_NEUTRAL_KEYS = (
-    "experiment.strategies", "experiment.eval_batch_size", "classifier.steps_per_call", "semi.steps_per_call",
+    "experiment.strategies", "experiment.eval_batch_size", "experiment.note", "classifier.steps_per_call",
+    "semi.steps_per_call",
     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.samples_per_class", "train.steps_per_call", "train.allow_config_change",
 )
@@ -348,26 +349,15 @@ def save_record(path: str, record: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _flat_with_defaults(config_dict: dict) -> dict[str, Any]:
-    """A config as {dotted key: value}; keys it lacks (saved before ganjax added them) take their
-    defaults, which keep the earlier behaviour."""
-    from ganjax.config import default_config, flatten
-
-    flat = flatten(default_config())
-    flat.update(flatten(ml_collections.ConfigDict(json.loads(json.dumps(config_dict, default=_json_default)))))
-    return {name: (list(value) if isinstance(value, tuple) else value) for name, value in flat.items()}
-
-
 def config_differences(saved: dict, config, sections: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
     """{key: (saved value, new value)} for the keys of `sections` ("seed" is the top-level key)
     that differ between a saved config dict and `config`, result-neutral keys left out."""
-    old, new = _flat_with_defaults(saved), _flat_with_defaults(config.to_dict())
+    from ganjax.config import config_differences as differing_keys
 
-    def defines(name: str) -> bool:
-        section = name.split(".")[0]
-        return section in sections and section not in RESULT_NEUTRAL_SECTIONS and name not in RESULT_NEUTRAL_KEYS
-
-    return {name: (old.get(name), new[name]) for name in new if defines(name) and old.get(name) != new[name]}
+    others = tuple(f"{section}.*" if isinstance(config[section], ml_collections.ConfigDict) else section
+                   for section in config if section not in sections)
+    ignore = others + RESULT_NEUTRAL_KEYS + tuple(f"{section}.*" for section in RESULT_NEUTRAL_SECTIONS)
+    return differing_keys(saved, config, ignore)
 
 
 def load_finished(workdir: str, strategy: Strategy | str, config, sections: tuple[str, ...] | None = None) -> dict | None:
@@ -471,6 +461,8 @@ def run_study(study_module, config, workdir: str, progress: bool = True) -> dict
     per_seed = {name: record["per_seed"] for name, record in records.items()}
     full = report.build_report(per_seed, meta, metrics=metric_names)
     notes = study_module.notes(meta)
+    if config.experiment.note:
+        notes += f"\n- How the settings were chosen: {config.experiment.note}"
     shown = best if best is not None else next(iter(records))
     notes += (f"\n- Best strategy on validation {names.SELECTION_METRIC[study]}: {best} (its summed confusion "
               f"matrix: {report.CONFUSION_PNG})." if best is not None else
