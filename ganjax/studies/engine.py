@@ -96,7 +96,6 @@ class Strategy:
     vectorize: seeds by jax.vmap rather than unrolled (`ganjax.steps.over_seeds`);
     stream: keeps this strategy family's random keys apart from others' (`seed_keys`);
     step_keys: overrides the per-seed step keys (per_seed False: one key);
-    sections: the config sections whose keys define the strategy's result (`config_differences`);
     finish: (states, context, evaluate) -> extra record fields, after evaluation;
     divergence_hint: what to do when a metric turns non-finite.
     """
@@ -111,7 +110,6 @@ class Strategy:
     classifiers: Callable[[Any], ModelState]
     logits: Callable[[ModelState, jnp.ndarray], jnp.ndarray]
     stream: int
-    sections: tuple[str, ...]
     shared: Any = None
     vectorize: bool = False
     per_seed: bool = True
@@ -120,12 +118,18 @@ class Strategy:
     divergence_hint: str = "lower the learning rate"
 
 
-def build_strategy(name: str, context: StudyContext) -> Strategy:
-    """The strategy `name` from its module in ganjax.studies.strategies (ganjax.names.STRATEGY_MODULES)."""
+def strategy_module(name: str):
+    """The module of strategy `name` in ganjax.studies.strategies (ganjax.names.STRATEGY_MODULES):
+    it defines SECTIONS (the config sections that define its strategies' results) and
+    `make(name, context) -> Strategy`."""
     if name not in names.STRATEGY_MODULES:
         raise ValueError(f"Strategy {name!r} is unknown; choose from {sorted(names.STRATEGY_MODULES)}.")
-    module = importlib.import_module(f"ganjax.studies.strategies.{names.STRATEGY_MODULES[name]}")
-    return module.make(name, context)
+    return importlib.import_module(f"ganjax.studies.strategies.{names.STRATEGY_MODULES[name]}")
+
+
+def build_strategy(name: str, context: StudyContext) -> Strategy:
+    """The strategy `name`, made by its module's uniform constructor."""
+    return strategy_module(name).make(name, context)
 
 
 # --- Seeds.
@@ -360,11 +364,10 @@ def config_differences(saved: dict, config, sections: tuple[str, ...]) -> dict[s
     return differing_keys(saved, config, ignore)
 
 
-def load_finished(workdir: str, strategy: Strategy | str, config, sections: tuple[str, ...] | None = None) -> dict | None:
-    """A finished strategy's record from an earlier run whose config agrees on the keys that
-    define the strategy, else None (not run yet); raises ValueError naming the keys that differ."""
-    name = strategy if isinstance(strategy, str) else strategy.name
-    sections = sections if sections is not None else strategy.sections
+def load_finished(workdir: str, name: str, config, sections: tuple[str, ...]) -> dict | None:
+    """Strategy `name`'s record from an earlier run whose config agrees on the keys of `sections`
+    (those that define the strategy's result), else None (not run yet); raises ValueError naming
+    the keys that differ."""
     path = record_path(workdir, name)
     if not os.path.exists(path):
         return None
@@ -432,10 +435,10 @@ def run_study(study_module, config, workdir: str, progress: bool = True) -> dict
     records: dict[str, dict] = {}
     for name in tqdm(names.parse_strategies(config.experiment.strategies), desc="strategies", unit="strategy",
                      disable=not progress):
-        strategy = build_strategy(name, context)
-        record = load_finished(workdir, strategy, config)
-        if record is None:
-            record = run_strategy(strategy, context)
+        module = strategy_module(name)
+        record = load_finished(workdir, name, config, module.SECTIONS)
+        if record is None:  # only now is the strategy built (a GAN strategy may train its GAN)
+            record = run_strategy(module.make(name, context), context)
         else:
             logger.info("%s: finished in an earlier run, results loaded from %s", name, record_path(workdir, name))
         records[name] = record

@@ -337,7 +337,6 @@ def few_label_strategy(name: str, context: StudyContext, make_step: Callable[[Fe
         classifiers=classifiers,
         logits=few_label_logits,
         stream=FEW_LABEL_STREAM,
-        sections=SECTIONS,
         vectorize=dense_only(name, config),
         finish=finish,
         divergence_hint=f"lower semi.learning_rate (now {config.semi.learning_rate})",

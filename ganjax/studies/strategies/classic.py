@@ -12,16 +12,18 @@ from ganjax.steps import classifier_eval_step, make_classifier_step
 from ganjax.studies import long_tail
 from ganjax.studies.engine import Strategy, StudyContext
 
+SECTIONS = long_tail.CLASSIFIER_SECTIONS  # the config sections that define these strategies' results
+
 
 def make(name: str, context: StudyContext) -> Strategy:
     composition = long_tail.COMPOSITIONS[name]
     config, train_set = context.config, context.train_set
     counts = data.class_counts(train_set.labels, train_set.num_classes)
     spec, num_real = long_tail.make_step_spec(composition, config, counts)
-    return classifier_strategy(name, context, spec, num_real, composition, long_tail.CLASSIFIER_SECTIONS)
+    return classifier_strategy(name, context, spec, num_real, composition)
 
 
-def classifier_strategy(name, context: StudyContext, spec, num_real: int, composition, sections, shared=None) -> Strategy:
+def classifier_strategy(name, context: StudyContext, spec, num_real: int, composition, shared=None) -> Strategy:
     """A long-tail classifier strategy: S classifiers trained by `make_classifier_step(spec)` on
     `composition`'s real batches (+ spec's synthetic images from `shared`, a GeneratorSource)."""
     from ganjax import parallel
@@ -41,7 +43,6 @@ def classifier_strategy(name, context: StudyContext, spec, num_real: int, compos
         classifiers=lambda states: states,
         logits=classifier_eval_step,
         stream=long_tail.CLASSIFIER_STREAM,
-        sections=sections,
         shared=shared,
         divergence_hint=f"lower classifier.learning_rate (now {config.classifier.learning_rate})",
     )

@@ -4,7 +4,7 @@ cross-entropy on the labelled images alone, without or with classic augmentation
 
 from ganjax.steps import make_supervised_few_label_step
 from ganjax.studies.engine import Strategy, StudyContext
-from ganjax.studies.few_label import few_label_strategy
+from ganjax.studies.few_label import SECTIONS, few_label_strategy  # noqa: F401 (SECTIONS: the engine reads it)
 
 
 def make(name: str, context: StudyContext) -> Strategy:

@@ -18,7 +18,7 @@ from ganjax.studies import long_tail
 from ganjax.studies.engine import Strategy, StudyContext
 from ganjax.studies.strategies.classic import classifier_strategy
 
-SECTIONS = long_tail.CLASSIFIER_SECTIONS + long_tail.GAN_SECTIONS
+SECTIONS = long_tail.CLASSIFIER_SECTIONS + long_tail.GAN_SECTIONS  # they define these strategies' results
 
 
 def make(name: str, context: StudyContext) -> Strategy:
@@ -30,7 +30,7 @@ def make(name: str, context: StudyContext) -> Strategy:
         return joint_strategy(name, context, spec, num_real, composition)
     generator = long_tail.trained_generator(context)
     source = generator_source(generator.state, use_ema=generator.use_ema)
-    return classifier_strategy(name, context, spec, num_real, composition, SECTIONS, shared=source)
+    return classifier_strategy(name, context, spec, num_real, composition, shared=source)
 
 
 def joint_strategy(name: str, context: StudyContext, spec, num_real: int, composition) -> Strategy:
@@ -70,7 +70,6 @@ def joint_strategy(name: str, context: StudyContext, spec, num_real: int, compos
         classifiers=lambda state: state.classifier,
         logits=classifier_eval_step,
         stream=long_tail.CLASSIFIER_STREAM,
-        sections=SECTIONS,
         per_seed=False,
         step_keys=jax.random.fold_in(jax.random.fold_in(gan_root, 1), long_tail.CLASSIFIER_STREAM),
         divergence_hint=f"lower classifier.learning_rate (now {config.classifier.learning_rate}) or the GAN's rates",
