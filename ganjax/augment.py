@@ -16,9 +16,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from ganjax.names import AUGMENT_PADDINGS as PADDINGS
 from ganjax.names import DIFF_AUGMENT_OPS, parse_diff_augment  # noqa: F401 (re-exported)
 
-PADDINGS = ("reflect", "constant")
 # DiffAugment's transforms, in the order diff_augment applies them (the paper's order).
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 import ganjax
 from ganjax import data, loop, parallel
 from ganjax.models import ResNet, SmallCNN
+from ganjax.names import NORMS
 from ganjax.state import ModelState, create_classifier_state
 from ganjax.steps import classifier_eval_step, classifier_train_step
 
@@ -62,8 +63,8 @@ def build_classifier(
         raise ValueError(f"Classifier width must be positive, got {width}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"Classifier dropout must be in [0, 1), got {dropout}.")
-    if norm not in ("batch", "group", "none"):
-        raise ValueError(f"Classifier norm {norm!r} is unknown; use 'batch', 'group' or 'none'.")
+    if norm not in NORMS:
+        raise ValueError(f"Classifier norm {norm!r} is unknown; use one of {NORMS}.")
     if "blocks_per_stage" in architecture:
         architecture["blocks_per_stage"] = tuple(int(n) for n in architecture["blocks_per_stage"])
     return CLASSIFIER_MODELS[model](num_classes=num_classes, width=width, norm=norm, dropout=dropout, **architecture)

@@ -13,6 +13,7 @@ from flax import struct
 from flax.training import train_state
 
 from ganjax.models import Discriminator, Generator
+from ganjax.names import OPTIMIZERS as CLASSIFIER_OPTIMIZERS
 
 
 class ModelState(train_state.TrainState):
@@ -113,8 +114,6 @@ def create_gan_state(
         generator_ema=jax.tree.map(jnp.copy, generator_state.params),
     )
 
-
-CLASSIFIER_OPTIMIZERS = ("adam", "sgd")
 
 
 def classifier_optimizer(

@@ -17,8 +17,8 @@ from ganjax.data.subsets import (
     save_indices,
     stratified_split_indices,
 )
-
 from ganjax.names import SUBSETS
+
 SUBSET_INDICES_FILE = "subset_indices.json"
 CARVED_TEST_FRACTION = 0.1
 _SUBSET_KEYS = {

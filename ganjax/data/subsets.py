@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ganjax.data.dataset import check_labels
+from ganjax.names import LONG_TAIL_PROFILES
 
-LONG_TAIL_PROFILES = ("exp", "step")
 _FLOAT_SLACK = 1e-9
 
 
