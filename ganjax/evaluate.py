@@ -2,11 +2,12 @@
 
     python -m ganjax.evaluate --workdir DIR [--metrics fid,kid,pr,dc,ic_fid,classes,cas,is] \
         [--num 10000] [--features domain|inception] [--step N] [--seed 0] [--reference test|train] \
-        [--no-reference-cache]
+        [--bn-statistics running|standing] [--no-reference-cache]
 
 Writes DIR/eval.json: {"scores": {...}, "per_class": {...}, "provenance": {...}}, the
 provenance naming the dataset and reference split, sample counts, feature extractor and
-its weights sha256, resizer, seed, checkpoint step and ganjax version.
+its weights sha256, resizer, seed, checkpoint step, the generator's weights and BatchNorm
+statistics (ganjax.sample.BN_STATISTICS) and ganjax version.
 
 Metrics (ganjax.metrics): fid, kid (mean and std over subsets), pr (improved precision and
 recall, k=3), dc (density and coverage, k=5), ic_fid (intra-class FID), classes (classes
@@ -33,7 +34,7 @@ from ganjax import checkpoint, classify, data, metrics
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
-from ganjax.sample import load_generator
+from ganjax.sample import BN_STATISTICS, TrainedGenerator, check_bn_statistics, load_generator
 
 RESULT_FILE = "eval.json"
 METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas", "is")
@@ -59,6 +60,22 @@ def parse_metrics(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 def balanced_labels(num: int, num_classes: int) -> np.ndarray:
     """[num] conditioning labels 0, 1, ..., K-1, 0, 1, ... (equal counts when K divides num)."""
     return (np.arange(num) % num_classes).astype(np.int32)
+
+
+def generated_samples(generator: TrainedGenerator, num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images [num, S, S, C] float32 in [-1, 1], labels [num]): the samples every score of
+    `evaluate` is computed on, balanced labels drawn from `jax.random.key(seed)`."""
+    labels = balanced_labels(num, generator.num_classes)
+    return generator.sample_many(jax.random.key(seed), labels, GENERATE_BATCH_SIZE), labels
+
+
+def generator_provenance(generator: TrainedGenerator) -> dict:
+    """How the scored generator made its images: weights and BatchNorm statistics."""
+    return {
+        "generator_weights": "EMA" if generator.use_ema else "raw",
+        "generator_bn_statistics": generator.bn_statistics,
+        "standing_statistics": generator.standing,
+    }
 
 
 def classification_accuracy_score(
@@ -89,12 +106,15 @@ def evaluate(
     cas_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
     train_classifier: bool = True,
     reference_cache: bool = True,
+    bn_statistics: str = "running",
     output: str | None = None,
 ) -> dict:
     """Scores `num` samples of the generator checkpoint `step` (default latest) in `workdir`
     against the real `reference` split of its dataset; writes and returns the eval.json dict.
     reference_cache: read / write the reference split's features in
     `features.default_reference_cache_dir()` (keyed by weights, preprocessing and image bytes).
+    bn_statistics: the generator's BatchNorm statistics, one of BN_STATISTICS
+    (`ganjax.sample.load_generator`).
 
     Raises:
       FileNotFoundError: no checkpoint in workdir, or missing feature weights (the message
@@ -107,6 +127,7 @@ def evaluate(
         raise ValueError(f"--reference {reference!r} must be 'test' or 'train'.")
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}.")
+    check_bn_statistics(bn_statistics)
     timings = {}
     start = time.perf_counter()
     checkpoint_step, meta = checkpoint.restore_meta(workdir, step)
@@ -126,9 +147,8 @@ def evaluate(
     timings["load_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    generator = load_generator(workdir, checkpoint_step)
-    labels = balanced_labels(num, num_classes)
-    samples = generator.sample_many(jax.random.key(seed), labels, GENERATE_BATCH_SIZE)
+    generator = load_generator(workdir, checkpoint_step, bn_statistics=bn_statistics)
+    samples, labels = generated_samples(generator, num, seed)
     timings["generate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -189,7 +209,7 @@ def evaluate(
         "provenance": {
             "workdir": os.path.abspath(workdir),
             "checkpoint_step": checkpoint_step,
-            "generator_weights": "EMA" if generator.use_ema else "raw",
+            **generator_provenance(generator),
             "dataset": config.data.source,
             "image_size": config.data.image_size,
             "reference_split": reference,
@@ -228,6 +248,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--classifier-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--cas-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--inception-weights", default=None, help="converted .npz (tools/convert_inception.py)")
+    parser.add_argument("--bn-statistics", default="running", choices=BN_STATISTICS,
+                        help="the generator's BatchNorm statistics (ganjax.sample): running (default) or standing")
     parser.add_argument("--no-reference-cache", action="store_true",
                         help="recompute the real split's features instead of using $GANJAX_CACHE/reference_features")
     parser.add_argument("--out", default=None, help=f"output path (default: WORKDIR/{RESULT_FILE})")
@@ -243,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             reference=args.reference, classifier=args.classifier, inception_weights=args.inception_weights,
             classifier_steps=args.classifier_steps, cas_steps=args.cas_steps,
             train_classifier=not args.no_train_classifier, reference_cache=not args.no_reference_cache,
-            output=args.out,
+            bn_statistics=args.bn_statistics, output=args.out,
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.evaluate: error: {error}", file=sys.stderr)

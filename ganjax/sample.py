@@ -1,7 +1,12 @@
 """Sample from a trained generator using only its checkpoint (no dataset needed).
 
     python -m ganjax.sample --workdir DIR [--step N] [--num 64] [--label K] [--seed S] \
-        --out grid.png [--npz samples.npz]
+        [--bn-statistics running|standing] --out grid.png [--npz samples.npz]
+
+BatchNorm statistics for sampling (`bn_statistics`): "running" uses the running averages
+that training kept, which belong to the raw generator's weights even when sampling with
+their EMA; "standing" replaces them by standing statistics of the weights that sample
+(`standing_batch_stats`, as PyTorch-StudioGAN's `standing_statistics`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,7 +27,14 @@ import numpy as np
 from ganjax import checkpoint, visualize
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
-from ganjax.state import GANState, create_gan_state
+from ganjax.state import GANState, ModelState, create_gan_state
+
+BN_STATISTICS = ("running", "standing")
+STANDING_NUM_BATCHES = 100  # batches of the training batch size: 6,400 images at batch 64
+# Standing statistics draw their noise from their own stream of `standing_seed`, so that
+# sampling with `jax.random.key(seed)` never reuses their key when the two seeds are equal.
+_STANDING_SEED_STREAM = 17
+_STANDING_COLLECTION = "standing_statistics"
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -36,6 +49,94 @@ def generate_images(state: GANState, noise: jax.Array, labels: jax.Array, use_em
     return _generate(state.generator.apply_fn, variables, noise, labels)
 
 
+def _sow_batch_norm_input_statistics(next_fun, args, kwargs, context):
+    """Flax method interceptor: each BatchNorm call also sows the mean and biased variance of
+    its input over every axis but the feature axis, the statistics a training-mode call
+    normalises with and feeds into its running averages."""
+    module = context.module
+    if isinstance(module, nn.BatchNorm) and context.method_name == "__call__":
+        inputs = jnp.asarray(args[0], jnp.float32)
+        feature_axes = {int(axis) % inputs.ndim for axis in np.atleast_1d(module.axis)}
+        reduction_axes = tuple(axis for axis in range(inputs.ndim) if axis not in feature_axes)
+        module.sow(_STANDING_COLLECTION, "mean", jnp.mean(inputs, reduction_axes))
+        module.sow(_STANDING_COLLECTION, "var", jnp.var(inputs, reduction_axes))
+    return next_fun(*args, **kwargs)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "num_batches", "batch_size", "num_classes", "noise_dim"))
+def _standing_batch_stats(apply_fn, params, batch_stats, key, num_batches, batch_size, num_classes, noise_dim):
+    def batch_statistics(key):
+        noise_key, label_key = jax.random.split(key)
+        noise = jax.random.normal(noise_key, (batch_size, noise_dim), jnp.float32)
+        labels = jax.random.randint(label_key, (batch_size,), 0, num_classes, jnp.int32)
+        with nn.intercept_methods(_sow_batch_norm_input_statistics):
+            _, sown = apply_fn(
+                {"params": params, "batch_stats": batch_stats}, noise, labels, train=True,
+                mutable=["batch_stats", _STANDING_COLLECTION],
+            )
+        statistics = jax.tree.map(lambda values: values[0], sown.get(_STANDING_COLLECTION, {}),
+                                  is_leaf=lambda node: isinstance(node, tuple))
+        if jax.tree.structure(statistics) != jax.tree.structure(batch_stats):
+            raise ValueError(
+                "Standing statistics need each BatchNorm layer of the generator called once per "
+                f"forward pass; got statistics {jax.tree.structure(statistics)} for running "
+                f"statistics {jax.tree.structure(batch_stats)}."
+            )
+        return statistics
+
+    def accumulate(total, key):
+        return jax.tree.map(jnp.add, total, batch_statistics(key)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+    total, _ = jax.lax.scan(accumulate, zeros, jax.random.split(key, num_batches))
+    return jax.tree.map(lambda value: value / num_batches, total)
+
+
+def standing_batch_stats(
+    generator_state: ModelState,
+    params: Any,
+    key: jax.Array,
+    num_batches: int,
+    batch_size: int,
+    num_classes: int,
+    noise_dim: int,
+) -> Any:
+    """Standing BatchNorm statistics of the generator with weights `params` (as BigGAN-PyTorch's
+    `accumulate_standing_stats` and PyTorch-StudioGAN's `standing_statistics`).
+
+    Runs the generator in training mode on `num_batches` fresh batches of `batch_size` noise
+    vectors [batch_size, noise_dim] ~ N(0, I) and labels uniform in [0, num_classes), and
+    returns a tree like `generator_state.batch_stats` whose "mean" and "var" are the exact
+    averages over the batches of each BatchNorm layer's per-batch mean and biased variance
+    (Flax's convention for the running variance; each batch's statistics are those its
+    training-mode forward pass normalises with). Batch i takes its noise and labels from the two
+    halves of `jax.random.split(jax.random.split(key, num_batches)[i])`. The running statistics
+    in `generator_state` give only the tree's structure; they do not change the result.
+    Unlike StudioGAN, whose batch sizes are random in [1, max], the batch size is fixed (static
+    shapes under jit); the training batch size matches the statistics the weights learnt with.
+    """
+    if num_batches <= 0 or batch_size <= 0:
+        raise ValueError(f"Standing statistics need positive num_batches and batch_size, got {num_batches} and {batch_size}.")
+    if not jax.tree.leaves(generator_state.batch_stats):
+        return generator_state.batch_stats  # no BatchNorm ("group" or "none" norm): nothing to stand
+    return _standing_batch_stats(
+        generator_state.apply_fn, params, generator_state.batch_stats, key,
+        num_batches=num_batches, batch_size=batch_size, num_classes=num_classes, noise_dim=noise_dim,
+    )
+
+
+def standing_key(standing_seed: int) -> jax.Array:
+    """The key of `standing_batch_stats` for `standing_seed`: its own stream of the seed."""
+    return jax.random.key(np.random.SeedSequence([int(standing_seed), _STANDING_SEED_STREAM]).generate_state(1)[0])
+
+
+def check_bn_statistics(bn_statistics: str) -> str:
+    """`bn_statistics` if it is one of BN_STATISTICS, else a ValueError naming them."""
+    if bn_statistics not in BN_STATISTICS:
+        raise ValueError(f"bn_statistics {bn_statistics!r} is unknown; choose one of {BN_STATISTICS}.")
+    return bn_statistics
+
+
 def class_grid_labels(num_classes: int, per_class: int) -> np.ndarray:
     """[num_classes * per_class] labels, one row per class in a grid of `per_class` columns."""
     return np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
@@ -43,7 +144,12 @@ def class_grid_labels(num_classes: int, per_class: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class TrainedGenerator:
-    """A generator restored from a checkpoint. `sample(key, labels)` gives images."""
+    """A generator restored from a checkpoint. `sample(key, labels)` gives images.
+
+    state.generator.batch_stats are the BatchNorm statistics sampling uses: the checkpoint's
+    running statistics (bn_statistics "running") or standing statistics of the sampling
+    weights ("standing"; `standing` then records how they were made).
+    """
 
     state: GANState
     config: ml_collections.ConfigDict
@@ -51,6 +157,8 @@ class TrainedGenerator:
     class_names: tuple[str, ...]
     step: int
     use_ema: bool = True
+    bn_statistics: str = "running"
+    standing: dict | None = None
 
     def sample(self, key: jax.Array, labels: Any) -> np.ndarray:
         """labels: [N] ints in [0, num_classes) -> images [N, S, S, C] float32 in [-1, 1]."""
@@ -75,11 +183,24 @@ class TrainedGenerator:
         return np.concatenate(chunks)
 
 
-def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) -> TrainedGenerator:
+def load_generator(
+    workdir: str,
+    step: int | None = None,
+    use_ema: bool = True,
+    bn_statistics: str = "running",
+    *,
+    standing_num_batches: int = STANDING_NUM_BATCHES,
+    standing_batch_size: int | None = None,
+    standing_seed: int = 0,
+) -> TrainedGenerator:
     """Restores the generator of checkpoint `step` (default: latest) in `workdir`.
 
-    The networks are rebuilt from the config saved with the checkpoint.
+    The networks are rebuilt from the config saved with the checkpoint. bn_statistics: one of
+    BN_STATISTICS (module docstring). "standing" computes `standing_batch_stats` of the
+    sampling weights (EMA unless use_ema=False) over `standing_num_batches` batches of
+    `standing_batch_size` (default: the training batch size) with `standing_key(standing_seed)`.
     """
+    check_bn_statistics(bn_statistics)
     step, meta = checkpoint.restore_meta(workdir, step)
     config = config_from_dict(meta["config"])
     image_shape = tuple(meta["image_shape"])
@@ -87,13 +208,29 @@ def load_generator(workdir: str, step: int | None = None, use_ema: bool = True) 
         lambda key: create_gan_state(config, meta["num_classes"], image_shape, key), jax.random.key(0)
     )
     _, state = checkpoint.restore_state(workdir, template, step)
+    use_ema = use_ema and config.gan.ema_decay > 0
+    standing = None
+    if bn_statistics == "standing":
+        standing = {
+            "num_batches": standing_num_batches,
+            "batch_size": config.train.batch_size if standing_batch_size is None else standing_batch_size,
+            "seed": standing_seed,
+            "labels": "uniform",
+        }
+        batch_stats = standing_batch_stats(
+            state.generator, state.generator_ema if use_ema else state.generator.params, standing_key(standing_seed),
+            standing["num_batches"], standing["batch_size"], meta["num_classes"], config.model.noise_dim,
+        )
+        state = state.replace(generator=state.generator.replace(batch_stats=batch_stats))
     return TrainedGenerator(
         state=state,
         config=config,
         num_classes=meta["num_classes"],
         class_names=tuple(meta["class_names"]),
         step=step,
-        use_ema=use_ema and config.gan.ema_decay > 0,
+        use_ema=use_ema,
+        bn_statistics=bn_statistics,
+        standing=standing,
     )
 
 
@@ -107,6 +244,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default="samples.png", help="PNG grid path")
     parser.add_argument("--npz", default=None, help="also write x (float32 in [-1, 1]) and y here")
     parser.add_argument("--no-ema", action="store_true", help="use raw generator weights, not the EMA")
+    parser.add_argument("--bn-statistics", default="running", choices=BN_STATISTICS,
+                        help="BatchNorm statistics: the checkpoint's running averages (default) or standing "
+                             f"statistics of the sampling weights ({STANDING_NUM_BATCHES} training-size batches)")
     args = parser.parse_args(argv)
     if args.num <= 0:
         parser.error(f"--num must be positive, got {args.num}")
@@ -117,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     enable_compilation_cache()
     try:
-        generator = load_generator(args.workdir, args.step, use_ema=not args.no_ema)
+        generator = load_generator(args.workdir, args.step, use_ema=not args.no_ema, bn_statistics=args.bn_statistics)
         if args.label is None:
             labels = np.arange(args.num, dtype=np.int32) % generator.num_classes
         else:

@@ -108,3 +108,56 @@ def test_bad_arguments(trained_workdir, capsys):
     assert evaluate.main(["--workdir", workdir, "--metrics", "pr", "--num", "3", "--classifier", classifier,
                           "--classifier-steps", "60"]) == 2
     assert "got shape (3," in capsys.readouterr().err
+
+
+def test_evaluate_scores_either_bn_statistics_and_records_which(trained_workdir, tmp_path, capsys):
+    workdir, classifier = trained_workdir
+    runs = {
+        treatment: evaluate.evaluate(workdir, "fid", num=100, classifier=classifier, classifier_steps=60,
+                                     bn_statistics=treatment, output=str(tmp_path / f"{treatment}.json"))
+        for treatment in ("running", "standing")
+    }
+    assert runs["running"]["provenance"]["generator_bn_statistics"] == "running"
+    assert runs["running"]["provenance"]["standing_statistics"] is None
+    assert runs["standing"]["provenance"]["generator_bn_statistics"] == "standing"
+    assert runs["standing"]["provenance"]["standing_statistics"]["num_batches"] == 100
+    assert runs["standing"]["provenance"]["generator_weights"] == "EMA"
+    assert runs["standing"]["scores"]["fid"] != runs["running"]["scores"]["fid"]
+    assert evaluate.main(["--workdir", workdir, "--metrics", "fid", "--num", "100", "--classifier", classifier,
+                          "--bn-statistics", "standing", "--out", str(tmp_path / "cli.json")]) == 0
+    with open(tmp_path / "cli.json") as stream:
+        assert json.load(stream)["scores"] == runs["standing"]["scores"]
+    with pytest.raises(ValueError, match=r"'ema'.*'running', 'standing'"):
+        evaluate.evaluate(workdir, "fid", num=100, classifier=classifier, bn_statistics="ema")
+    with pytest.raises(SystemExit):
+        evaluate.main(["--workdir", workdir, "--bn-statistics", "ema"])
+    assert "'running', 'standing'" in capsys.readouterr().err
+
+
+def test_bn_statistics_benchmark_chooses_on_the_training_carve_and_reports_test(trained_workdir, tmp_path, capsys):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bn_statistics_fid
+
+    workdir, classifier = trained_workdir
+    out = str(tmp_path / "bn.json")
+    assert bn_statistics_fid.main(["--workdir", workdir, "--num", "100", "--features", "domain",
+                                   "--classifier", classifier, "--classifier-steps", "60", "--out", out]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    with open(out) as stream:
+        results = json.load(stream)
+    fid = results["fid"]
+    assert lines[-1] == f"better={results['better']}"
+    assert results["better"] == min(fid, key=lambda treatment: fid[treatment]["train_selection"])
+    assert any("TRAINING images" in line for line in lines)
+    selection = results["provenance"]["selection_reference"]
+    assert selection["split"] == "train" and selection["sampling"] == "class-stratified"
+    # The test figures are ganjax.evaluate's FID of the same samples, for each treatment.
+    for treatment in ("running", "standing"):
+        scored = evaluate.evaluate(workdir, "fid", num=100, classifier=classifier, classifier_steps=60,
+                                   bn_statistics=treatment, output=str(tmp_path / f"{treatment}.json"))
+        assert fid[treatment]["test"] == pytest.approx(scored["scores"]["fid"], rel=1e-6)
+        assert fid[treatment]["train_selection"] != fid[treatment]["test"]
