@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax import checkpoint, experiment
+from ganjax import checkpoint, experiment, names
 from ganjax.config import load_config
-from ganjax.recognition import METRICS, STRATEGIES
 from ganjax.state import create_gan_state
+from ganjax.studies import engine
 
 
 def _digits_lt(**overrides):
@@ -27,9 +27,9 @@ def test_digits_lt_end_to_end_writes_every_strategy(tmp_path):
     workdir = os.fspath(tmp_path / "run")
     result = experiment.run_experiment(_digits_lt(), workdir, progress=False)
     saved = json.loads(open(os.path.join(workdir, "report.json")).read())
-    assert set(saved) == set(STRATEGIES) | {"meta"}
-    for strategy in STRATEGIES:
-        for metric in METRICS:
+    assert set(saved) == set(names.LONG_TAIL_STRATEGIES) | {"meta"}
+    for strategy in names.LONG_TAIL_STRATEGIES:
+        for metric in names.LONG_TAIL_METRICS:
             entry = saved[strategy][metric]
             assert len(entry["per_seed"]) == 2
             assert all(0.0 <= value <= 1.0 for value in entry["per_seed"]), (strategy, metric, entry)
@@ -42,9 +42,27 @@ def test_digits_lt_end_to_end_writes_every_strategy(tmp_path):
     gan_indices = json.loads(open(os.path.join(workdir, "gan", "subset_indices.json")).read())["indices"]
     all_indices = json.loads(open(os.path.join(workdir, "subset_indices.json")).read())["indices"]
     assert len(gan_indices) == sum(saved["meta"]["class_counts"]["train"]) < len(all_indices)
-    # Rerunning reuses the trained GAN (resume semantics of ganjax.train).
+    # The study, its validation means and the strategy they choose; the report is titled by the study.
+    meta = saved["meta"]
+    assert meta["study"] == "long_tail" and set(meta["validation_mean"]) == set(names.LONG_TAIL_STRATEGIES)
+    means = meta["validation_mean"]
+    assert meta["best_on_validation"] == max(means, key=lambda name: means[name]["balanced_accuracy"])
+    assert meta["wall_seconds"]["total_this_run"] > 0 and meta["wall_seconds"]["gan_training"] > 0
+    markdown = open(os.path.join(workdir, "report.md")).read()
+    assert markdown.startswith("# Recognition on long-tailed data: digits (long_tail)")
+    for strategy in names.LONG_TAIL_STRATEGIES:
+        record = json.loads(open(engine.record_path(workdir, strategy)).read())
+        assert [seed["accuracy"] for seed in record["per_seed"]] == saved[strategy]["accuracy"]["per_seed"]
+        assert len(record["validation"]) == 2
+    # Rerunning reuses the finished strategy's record.
     again = experiment.run_experiment(_digits_lt(experiment__strategies="gan"), workdir, progress=False)
     assert again["gan"]["accuracy"]["per_seed"] == saved["gan"]["accuracy"]["per_seed"]
+    # Without the record, the classifiers train again on the trained GAN (resume semantics of ganjax.train).
+    gan_step = checkpoint.latest_step(os.path.join(workdir, "gan"))
+    os.remove(engine.record_path(workdir, "gan"))
+    again = experiment.run_experiment(_digits_lt(experiment__strategies="gan"), workdir, progress=False)
+    assert again["gan"]["accuracy"]["per_seed"] == saved["gan"]["accuracy"]["per_seed"]
+    assert checkpoint.latest_step(os.path.join(workdir, "gan")) == gan_step
 
 
 @pytest.mark.slow

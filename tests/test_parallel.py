@@ -64,9 +64,10 @@ def test_four_devices_equal_one_device():
 
 
 SEMI_EQUIVALENCE = r"""
-import json, jax, jax.numpy as jnp, numpy as np
-from ganjax import parallel, semi
+import json, tempfile, jax, jax.numpy as jnp, numpy as np
+from ganjax import parallel
 from ganjax.config import load_config
+from ganjax.studies import engine, few_label
 assert jax.device_count() == 4, jax.devices()
 config = load_config("digits_semi")
 config.semi.generator = "dcgan"  # BatchNorm over the global batch, convolutions unrolled over seeds
@@ -77,17 +78,21 @@ host_batch = {"labelled_images": images, "labels": rng.integers(0, 10, (2, 8)).a
               "unlabelled_images": images[:, ::-1].copy(),
               "matching_images": images[:, :, ::-1].copy()}  # semi.separate_matching_batch's second batch
 results = {}
-for strategy in ("semi_gan", "acgan"):
-    for count in (1, 4):
-        mesh = parallel.make_mesh(jax.devices()[:count])
-        step = semi.jitted_multi_seed_step(strategy, semi.step_spec(strategy, config), 10, mesh)
-        keys = jax.random.split(jax.random.key(0), 2)
-        states = parallel.replicate(jax.vmap(lambda k: semi.init_state(strategy, config, 10, images[0], k))(keys), mesh)
-        for index in range(3):
-            batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
-            states, metrics = step(states, batch, jax.random.split(jax.random.key(index + 1), 2))
-        results[(strategy, count)] = jax.device_get((states.generator.params, states.generator.batch_stats,
-                                                     states.discriminator.params, metrics))
+with tempfile.TemporaryDirectory() as workdir:
+    for strategy in ("semi_gan", "acgan"):
+        for count in (1, 4):
+            mesh = parallel.make_mesh(jax.devices()[:count])
+            plan = engine.build_strategy(strategy, few_label.prepare(config, workdir, mesh, progress=False))
+            assert not plan.vectorize  # the DCGAN generator's convolutions: seeds unrolled
+            step = engine.compiled_step(plan, mesh, 1)
+            keys = jax.random.split(jax.random.key(0), 2)
+            states = parallel.replicate(plan.init(keys), mesh)
+            for index in range(3):
+                batch = parallel.shard_batch(host_batch, mesh, batch_axis=1)
+                assert len(batch["labelled_images"].sharding.device_set) == count
+                states, metrics = step(states, batch, jax.random.split(jax.random.key(index + 1), 2), None)
+            results[(strategy, count)] = jax.device_get((states.generator.params, states.generator.batch_stats,
+                                                         states.discriminator.params, metrics))
 leaf_diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 print(json.dumps({s: leaf_diff(results[(s, 1)], results[(s, 4)]) for s in ("semi_gan", "acgan")}))
 """

@@ -4,8 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from ganjax import report
-from ganjax.recognition import METRICS
+from ganjax import names, report
 
 
 def _per_seed():
@@ -13,7 +12,8 @@ def _per_seed():
     table = {}
     for offset, strategy in [(0.0, "plain"), (0.1, "gan")]:
         table[strategy] = [
-            {**{metric: 0.5 + offset + 0.1 * seed for metric in METRICS}, "per_class_recall": [0.2 * seed, 0.5, 1.0]}
+            {**{metric: 0.5 + offset + 0.1 * seed for metric in names.LONG_TAIL_METRICS},
+             "per_class_recall": [0.2 * seed, 0.5, 1.0]}
             for seed in range(3)
         ]
     return table
@@ -38,15 +38,16 @@ def test_report_schema_files_and_plots(tmp_path):
     full = report.build_report(_per_seed(), meta)
     assert set(full) == {"plain", "gan", "meta"}
     for strategy in ("plain", "gan"):
-        for metric in METRICS:
+        for metric in names.LONG_TAIL_METRICS:
             entry = full[strategy][metric]
             assert set(entry) == {"mean", "std", "ci95", "per_seed"}
             assert len(entry["per_seed"]) == 3 and entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1]
         assert full[strategy]["per_class_recall"]["mean"] == pytest.approx([0.2, 0.5, 1.0])
     assert full["gan"]["accuracy"]["mean"] == pytest.approx(0.7)
-    paths = report.write_report(os.fspath(tmp_path), full, "notes here")
+    paths = report.write_report(os.fspath(tmp_path), full, "notes here", title=names.STUDY_TITLES["long_tail"])
     assert json.loads(open(paths["json"]).read()) == json.loads(json.dumps(full))
     text = open(paths["md"]).read()
+    assert text.startswith("# Recognition on long-tailed data: digits (long_tail)\n")
     assert "| gan | **70.0 ± 10.0**" in text and "| plain | 60.0 ± 10.0" in text and "notes here" in text
     confusion = report.plot_confusion_matrix(np.eye(3) * 5, ["a", "b", "c"], "t", os.fspath(tmp_path / "c.png"))
     recall = report.plot_per_class_recall(full, ["a", "b", "c"], os.fspath(tmp_path / "r.png"))

@@ -3,12 +3,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import data, parallel, recognition
+from ganjax import data, parallel
 from ganjax.augment import Augmentation
 from ganjax.config import default_config, validate_config
 from ganjax.models import SmallCNN
 from ganjax.state import GeneratorSource, create_classifier_state
 from ganjax.steps import ClassifierStepSpec, make_classifier_step, make_multi_seed_step, synthesize
+from ganjax.studies import engine, long_tail
 
 COUNTS = np.array([100, 10, 1])
 
@@ -16,14 +17,14 @@ COUNTS = np.array([100, 10, 1])
 def test_reweight_weights_on_known_counts():
     beta = 0.9
     raw = (1 - beta) / (1 - beta ** COUNTS.astype(float))  # Cui et al. 2019, eq. 5
-    weights = recognition.class_balanced_weights(COUNTS, "effective_number", beta)
+    weights = long_tail.class_balanced_weights(COUNTS, "effective_number", beta)
     np.testing.assert_allclose(weights, raw / raw.mean(), rtol=1e-6)
     np.testing.assert_allclose(weights.mean(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(weights, [0.23933, 0.36744, 2.39323], atol=1e-4)
-    inverse = recognition.class_balanced_weights(COUNTS, "inverse_frequency")
+    inverse = long_tail.class_balanced_weights(COUNTS, "inverse_frequency")
     np.testing.assert_allclose(inverse, np.array([0.01, 0.1, 1.0]) / 0.37, rtol=1e-6)
     with pytest.raises(ValueError, match="Reweighting 'focal'"):
-        recognition.class_balanced_weights(COUNTS, "focal")
+        long_tail.class_balanced_weights(COUNTS, "focal")
 
 
 def test_oversample_gives_near_uniform_classes_deterministically():
@@ -50,15 +51,15 @@ def _dummy_source():
 def test_top_up_batches_are_balanced_and_real_where_classes_have_enough(level):
     counts = np.array([400, 200, 100, 50])
     labels = np.repeat(np.arange(4), counts).astype(np.int32)
-    num_real, num_synthetic, real_probs, synthetic_probs = recognition.top_up_plan(counts, level, 100)
+    num_real, num_synthetic, real_probs, synthetic_probs = long_tail.top_up_plan(counts, level, 100)
     real_share = np.minimum(1, counts / level)
     assert num_real == round(100 * real_share.mean()) and num_real + num_synthetic == 100
     assert synthetic_probs[counts >= level].sum() == 0  # no synthetic images where real ones suffice
     if level == 400:  # the top level reproduces the balancing share of uniform real batches
-        assert (num_real, num_synthetic) == recognition.split_batch(100, -1, counts)
+        assert (num_real, num_synthetic) == long_tail.split_batch(100, -1, counts)
         np.testing.assert_allclose(real_probs, counts / counts.sum())
         # (up to rounding the share to whole images)
-        np.testing.assert_allclose(synthetic_probs, recognition.synthetic_label_probs(counts, num_real, num_synthetic), atol=1e-3)
+        np.testing.assert_allclose(synthetic_probs, long_tail.synthetic_label_probs(counts, num_real, num_synthetic), atol=1e-3)
     mix = np.zeros(4)
     real_mix = np.zeros(4)
     for step in range(300):
@@ -72,15 +73,15 @@ def test_top_up_batches_are_balanced_and_real_where_classes_have_enough(level):
 
 def test_top_up_below_the_smallest_class_is_refused():
     with pytest.raises(ValueError, match="synthetic_top_up=50 is at or below the smallest class"):
-        recognition.top_up_plan(np.array([400, 50]), 50, 64)
+        long_tail.top_up_plan(np.array([400, 50]), 50, 64)
 
 
 @pytest.mark.parametrize("synthetic_fraction", [-1.0, 0.5])
 def test_synthetic_labels_top_up_to_balance(synthetic_fraction):
     counts = np.array([400, 200, 100, 50])
     labels = np.repeat(np.arange(4), counts).astype(np.int32)
-    num_real, num_synthetic = recognition.split_batch(100, synthetic_fraction, counts)
-    probs = recognition.synthetic_label_probs(counts, num_real, num_synthetic)
+    num_real, num_synthetic = long_tail.split_batch(100, synthetic_fraction, counts)
+    probs = long_tail.synthetic_label_probs(counts, num_real, num_synthetic)
     if synthetic_fraction == -1:
         # The balancing share: q_c proportional to n_max - n_c.
         assert num_synthetic == round(100 * (1 - 750 / 1600))
@@ -140,33 +141,48 @@ def test_vmapped_seeds_equal_separate_runs():
             np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
+def _context(config, counts, tmp_path, mesh) -> engine.StudyContext:
+    """A long-tail StudyContext on random 16x16 images with `counts` images per class."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(counts)), counts).astype(np.int32)
+    images = rng.integers(0, 256, (len(labels), 16, 16, 1), dtype=np.uint8)
+    train_set = data.Dataset(images, labels, tuple("abcdefghij"[: len(counts)]))
+    return engine.StudyContext(
+        study="long_tail", config=config, workdir=str(tmp_path), mesh=mesh, train_set=train_set,
+        validation_set=None, test_set=train_set, rare_classes=long_tail.rarest_classes(counts, 1), progress=False,
+    )
+
+
 @pytest.mark.slow  # compiles a GAN + 2 classifiers step; ~30 s on a busy 2-core machine
-def test_gan_strategy_step_compiles_once():
-    from ganjax.state import create_gan_state, generator_source
+def test_gan_strategy_step_compiles_once(tmp_path):
+    from ganjax.sample import TrainedGenerator
+    from ganjax.state import create_gan_state
 
     config = default_config()
     config.model.noise_dim, config.model.generator_width, config.model.discriminator_width = 8, 4, 4
     config.classifier.width, config.classifier.batch_size, config.experiment.num_seeds = 4, 8, 2
     config.experiment.filter = "discriminator"
+    config.experiment.strategies = "gan+augment"
     counts = np.array([20, 10, 5])
-    strategy = recognition.STRATEGY_SPECS["gan+augment"]
-    spec, num_real = recognition.make_step_spec(strategy, config, counts)
+    spec, num_real = long_tail.make_step_spec(long_tail.COMPOSITIONS["gan+augment"], config, counts)
     assert (num_real, spec.num_synthetic) == (4, 4)
     mesh = parallel.make_mesh(jax.devices()[:1])
-    source = generator_source(create_gan_state(config, 3, (16, 16, 1), jax.random.key(0)))
-    init_keys, step_keys = recognition.seed_keys(config, 2)
-    states = recognition.init_classifier_states(config, 3, (16, 16, 1), init_keys)
-    # Placed as train_classifiers places them, so the first call sees what later calls see.
-    states, step_keys, source = parallel.replicate((states, step_keys, source), mesh)
-    train_step = recognition._jitted_multi_seed_step(spec, mesh)
-    rng = np.random.default_rng(0)
+    context = _context(config, counts, tmp_path, mesh)
+    # The two-stage generator, as if trained: the strategy reads it from the context, built once per run.
+    context.resources["generator"] = TrainedGenerator(
+        create_gan_state(config, 3, (16, 16, 1), jax.random.key(0)), config, 3, context.train_set.class_names, 0)
+    strategy = engine.build_strategy("gan+augment", context)
+    assert strategy.stream == long_tail.CLASSIFIER_STREAM and strategy.step_key == ("classifier", spec)
+    init_keys, step_keys = engine.seed_keys(config.seed, 2, long_tail.CLASSIFIER_STREAM)
+    # Placed as engine.train places them, so the first call sees what later calls see.
+    states = parallel.replicate(strategy.init(init_keys), mesh)
+    source = parallel.replicate(strategy.shared, mesh)
+    train_step = engine.compiled_step(strategy, mesh, 1)
     for step in range(3):
-        batch = {
-            "images": rng.uniform(-1, 1, (2, num_real, 16, 16, 1)).astype(np.float32),
-            "labels": rng.integers(0, 3, (2, num_real)).astype(np.int32),
-            "weights": np.ones((2, num_real), np.float32),
-        }
-        states, metrics = train_step(states, parallel.shard_batch(batch, mesh, 1), step_keys, np.int32(step), source)
+        batch = strategy.batches(step)
+        assert batch["images"].shape == (2, num_real, 16, 16, 1)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, step)
+        states, metrics = train_step(states, parallel.shard_batch(batch, mesh, 1), keys, source)
     assert train_step._cache_size() == 1
     # The discriminator filter keeps half of each seed's synthetic images.
     np.testing.assert_allclose(metrics["synthetic_kept"], 0.5)
@@ -177,9 +193,9 @@ def test_evaluate_logits_on_a_known_input():
     labels = np.array([0, 0, 1, 1, 2, 2])
     predictions = np.array([0, 0, 1, 0, 0, 2])
     logits = np.eye(3)[predictions] * 10.0
-    rare = recognition.rarest_classes(np.array([50, 5, 5]), 2)
+    rare = long_tail.rarest_classes(np.array([50, 5, 5]), 2)
     np.testing.assert_array_equal(rare, [1, 2])
-    result = recognition.evaluate_logits(logits, labels, rare, ece_bins=10)
+    result = engine.evaluate_logits(logits, labels, rare, ece_bins=10)
     assert result["accuracy"] == pytest.approx(4 / 6)
     assert result["balanced_accuracy"] == pytest.approx(4 / 6)
     assert result["rare_class_accuracy"] == pytest.approx(2 / 4)
@@ -188,8 +204,12 @@ def test_evaluate_logits_on_a_known_input():
 
 
 def test_unknown_strategy_and_bad_config_values_raise():
-    with pytest.raises(ValueError, match="Unknown strategy 'mixup'.*plain"):
-        recognition.parse_strategies("plain,mixup")
+    config = default_config()
+    config.experiment.strategies = "plain,mixup"
+    with pytest.raises(ValueError, match="unknown strategy 'mixup'.*plain"):
+        validate_config(config)
+    with pytest.raises(ValueError, match="Strategy 'mixup' is unknown.*plain"):
+        engine.build_strategy("mixup", None)
     config = default_config()
     config.experiment.strategies = "plain,gan+agument"
     with pytest.raises(ValueError, match="unknown strategy 'gan\\+agument'"):
@@ -207,4 +227,4 @@ def test_unknown_strategy_and_bad_config_values_raise():
 
 def test_a_class_without_images_raises():
     with pytest.raises(ValueError, match=r"Classes \['2 \(c\)'\] have no images"):
-        recognition.check_class_counts(np.array([5, 3, 0]), ("a", "b", "c"), "the training set")
+        long_tail.check_class_counts(np.array([5, 3, 0]), ("a", "b", "c"), "the training set")

@@ -1,4 +1,4 @@
-"""Few labels: K+1 GAN and AC-GAN losses, networks, steps, the experiment runner and its errors."""
+"""Few labels: K+1 GAN and AC-GAN losses, networks, steps, the study (ganjax.studies.few_label) and its errors."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import data, experiment, losses, semi
+from ganjax import data, experiment, losses, names, parallel
 from ganjax.config import load_config, validate_config
 from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDiscriminator
 from ganjax.steps import (
@@ -20,6 +20,7 @@ from ganjax.steps import (
     make_semi_gan_step,
     make_supervised_few_label_step,
 )
+from ganjax.studies import engine, few_label
 
 
 def test_semi_supervised_loss_on_known_logits():
@@ -64,11 +65,11 @@ def _one_semi_gan_step_per_value(key, values, **fixed):
     config = _tiny_config()
     config.semi.update(fixed)
     batch = _batch()
-    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    state = few_label.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
     results = {}
     for value in values:
         config.semi[key] = value
-        step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+        step = jax.jit(make_semi_gan_step(few_label.step_spec("semi_gan", config)))
         results[value] = step(state, batch, jax.random.key(1))
     return results
 
@@ -129,10 +130,10 @@ def test_entropy_weight_enters_the_discriminator_update():
 def test_polyak_average_follows_the_params():
     config = _tiny_config()
     batch = _batch()
-    spec = semi.step_spec("supervised", config)
-    state = semi.init_state("supervised", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    step = jax.jit(semi.make_step("supervised", spec, 3))
-    averaged_step = jax.jit(semi.with_average(semi.make_step("supervised", spec, 3), 0.9))
+    spec = few_label.step_spec("supervised", config)
+    state = few_label.init_state("supervised", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    step = jax.jit(_make_step("supervised", spec, 3))
+    averaged_step = jax.jit(few_label.with_average(_make_step("supervised", spec, 3), 0.9))
     carry = (state, jax.tree.map(jnp.copy, state.params))
     expected = state.params
     for index in range(5):
@@ -219,6 +220,17 @@ def test_conditional_generator_uses_the_label():
     assert float(jnp.max(jnp.abs(images[0] - images[1]))) > 1e-4
 
 
+def _make_step(strategy, spec, num_classes):
+    """One seed's step (state, batch, key) -> (state, metrics), as the strategy modules of
+    ganjax.studies.strategies make it."""
+    if strategy == "semi_gan":
+        return make_semi_gan_step(spec)
+    if strategy == "acgan":
+        return make_acgan_step(spec, num_classes)
+    assert strategy in ("supervised", "supervised_augment"), strategy
+    return make_supervised_few_label_step(spec)
+
+
 def _tiny_config(strategy_steps=10):
     config = load_config("digits_semi")
     config.semi.steps = strategy_steps
@@ -236,35 +248,35 @@ def _batch(seed=0, labelled=8, unlabelled=8, classes=3):
     }
 
 
-@pytest.mark.parametrize("strategy", semi.FEW_LABEL_STRATEGIES)
+@pytest.mark.parametrize("strategy", names.FEW_LABEL_STRATEGIES)
 def test_steps_learn_the_labelled_batch_and_compile_once(strategy):
     chex.clear_trace_counter()  # supervised and supervised_augment share the step's code
     config = _tiny_config()
     config.semi.learning_rate = 1e-2
     config.semi.input_noise = config.semi.hidden_noise = 0.1  # 30 steps of a tiny net
-    state = semi.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
-    spec = semi.step_spec(strategy, config)
-    step = jax.jit(chex.assert_max_traces(semi.make_step(strategy, spec, 3), n=1))
+    state = few_label.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
+    spec = few_label.step_spec(strategy, config)
+    step = jax.jit(chex.assert_max_traces(_make_step(strategy, spec, 3), n=1))
     batch = _batch()
-    before = semi.classifier_of(state).params
+    before = few_label.classifier_of(state).params
     first_loss = None
     for index in range(30):
         state, metrics = step(state, batch, jax.random.key(index))
         loss = metrics["d_class"] if strategy == "acgan" else metrics["d_supervised"]
         first_loss = float(loss) if first_loss is None else first_loss
     assert float(loss) < first_loss
-    assert int(semi.classifier_of(state).step) == 30
-    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, semi.classifier_of(state).params)
+    assert int(few_label.classifier_of(state).step) == 30
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, few_label.classifier_of(state).params)
     assert all(jax.tree.leaves(changed))
-    if strategy in semi.GAN_STRATEGIES:
+    if strategy in few_label.GAN_STRATEGIES:
         assert "g_feature_matching" in metrics or "g_adversarial" in metrics
-    logits = few_label_logits(semi.classifier_of(state), batch["labelled_images"])
+    logits = few_label_logits(few_label.classifier_of(state), batch["labelled_images"])
     assert float(jnp.mean(jnp.argmax(logits, -1) == batch["labels"])) >= 0.75
 
 
 def test_supervised_step_ignores_unlabelled_images():
     config = _tiny_config()
-    state = semi.init_state("supervised", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
+    state = few_label.init_state("supervised", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     step = jax.jit(make_supervised_few_label_step(FewLabelSpec()))
     batch = _batch()
     other = dict(batch, unlabelled_images=np.zeros_like(batch["unlabelled_images"]))
@@ -280,8 +292,8 @@ def test_semi_gan_generator_step_reduces_feature_matching():
     config.semi.input_noise = config.semi.hidden_noise = 0.0  # compare without the training noise
     config.semi.learning_rate = 1e-3
     batch = _batch()
-    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    new_state, _ = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))(state, batch, jax.random.key(1))
+    state = few_label.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    new_state, _ = jax.jit(make_semi_gan_step(few_label.step_spec("semi_gan", config)))(state, batch, jax.random.key(1))
     discriminator = new_state.discriminator
     real = discriminator.apply_fn({"params": discriminator.params}, batch["unlabelled_images"])[2]
     noise = jax.random.normal(jax.random.key(2), (256, config.semi.noise_dim))
@@ -295,26 +307,26 @@ def test_semi_gan_generator_step_reduces_feature_matching():
     assert matching(new_state.generator) < matching(state.generator)
 
 
-@pytest.mark.parametrize("strategy", semi.GAN_STRATEGIES)
+@pytest.mark.parametrize("strategy", few_label.GAN_STRATEGIES)
 def test_dcgan_generator_option(strategy):
     config = _tiny_config()
     config.semi.generator = "dcgan"
     config.model.generator_width, config.model.embed_dim = 8, 4
-    state = semi.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
+    state = few_label.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     assert state.generator.apply_fn.__self__.num_classes == (3 if strategy == "acgan" else 1)
-    step = jax.jit(semi.make_step(strategy, semi.step_spec(strategy, config), 3))
+    step = jax.jit(_make_step(strategy, few_label.step_spec(strategy, config), 3))
     state, metrics = step(state, _batch(), jax.random.key(0))
     assert all(np.isfinite(float(value)) for value in metrics.values())
-    images = semi.sample_images(jax.tree.map(lambda x: x[None], state), strategy, np.arange(6) % 3, 16,
+    images = few_label.sample_images(jax.tree.map(lambda x: x[None], state), strategy, np.arange(6) % 3, 16,
                                 jax.random.key(1))
     chex.assert_shape(images, (1, 6, 16, 16, 1))
 
 
 def test_acgan_step_needs_classes_for_its_generator():
     config = _tiny_config()
-    state = semi.init_state("acgan", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
+    state = few_label.init_state("acgan", config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     assert state.generator.apply_fn.__self__.num_classes == 3
-    step = jax.jit(make_acgan_step(semi.step_spec("acgan", config), 3))
+    step = jax.jit(make_acgan_step(few_label.step_spec("acgan", config), 3))
     _, metrics = step(state, _batch(), jax.random.key(0))
     assert set(metrics) >= {"d_adversarial", "d_class", "g_adversarial", "g_class", "labelled_accuracy"}
 
@@ -327,9 +339,9 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     config.semi.validation_per_class = 3
     result = experiment.run_experiment(config, workdir, progress=False)
     saved = json.loads(open(os.path.join(workdir, "report.json")).read())
-    assert set(saved) == set(semi.FEW_LABEL_STRATEGIES) | {"meta"}
-    for strategy in semi.FEW_LABEL_STRATEGIES:
-        for metric in semi.FEW_LABEL_METRICS:
+    assert set(saved) == set(names.FEW_LABEL_STRATEGIES) | {"meta"}
+    for strategy in names.FEW_LABEL_STRATEGIES:
+        for metric in names.FEW_LABEL_METRICS:
             entry = saved[strategy][metric]
             assert len(entry["per_seed"]) == 2
             assert all(0.0 <= value <= 1.0 for value in entry["per_seed"]), (strategy, metric, entry)
@@ -342,21 +354,32 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
     markdown = open(os.path.join(workdir, "report.md")).read()
     assert "| semi_gan |" in markdown and "Polyak" in markdown
     last_iterate = saved["meta"]["last_iterate_accuracy"]
-    assert all(len(last_iterate[strategy]) == 2 for strategy in semi.FEW_LABEL_STRATEGIES)
+    assert all(len(last_iterate[strategy]) == 2 for strategy in names.FEW_LABEL_STRATEGIES)
     validation = saved["meta"]["validation"]
     assert validation["num_images"] == 30 and validation["per_class"] == 3
-    for strategy in semi.FEW_LABEL_STRATEGIES:
+    for strategy in names.FEW_LABEL_STRATEGIES:
         assert len(validation["accuracy"][strategy]) == 2
         # 30 images: every accuracy is a multiple of 1/30, and the classifiers beat chance.
         assert all(abs(30 * value - round(30 * value)) < 1e-6 for value in validation["accuracy"][strategy])
         assert np.mean(validation["accuracy"][strategy]) > 0.2, (strategy, validation["accuracy"][strategy])
     assert "- Validation: 30 more labelled training images" in markdown
-    assert os.path.exists(os.path.join(workdir, semi.VALIDATION_INDICES_FILE))
+    assert os.path.exists(os.path.join(workdir, engine.VALIDATION_INDICES_FILE))
+    # The engine's record of each finished strategy, its validation means and its choice.
+    assert saved["meta"]["study"] == "few_label"
+    assert markdown.startswith("# Recognition with few labels: digits (few_label)")
+    means = saved["meta"]["validation_mean"]
+    for strategy in names.FEW_LABEL_STRATEGIES:
+        record = json.loads(open(engine.record_path(workdir, strategy)).read())
+        assert [seed["accuracy"] for seed in record["validation"]] == validation["accuracy"][strategy]
+        assert record["last_iterate_accuracy"] == last_iterate[strategy]
+        assert means[strategy]["accuracy"] == pytest.approx(np.mean(validation["accuracy"][strategy]))
+        assert ("generator" in record) == (strategy in few_label.GAN_STRATEGIES)
+    assert saved["meta"]["best_on_validation"] == max(means, key=lambda name: means[name]["accuracy"])
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished strategy was trained again")
 
-    monkeypatch.setattr(semi, "train_strategy", must_not_train)
+    monkeypatch.setattr(engine, "train", must_not_train)
     again = experiment.run_experiment(config, workdir, progress=False)
     assert again["semi_gan"]["accuracy"] == result["semi_gan"]["accuracy"]
 
@@ -366,83 +389,97 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
 def test_steps_per_call_trains_exactly_as_one_step_per_call(strategy, separate_matching_batch, tmp_path):
     config = _tiny_config(strategy_steps=7)  # two calls of 3 steps, then one single step
     config.semi.separate_matching_batch = separate_matching_batch
-    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
-    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-    per_step, _ = semi.train_strategy(strategy, config, train_set, labelled, mesh, progress=False)
+    context = few_label.prepare(config, os.fspath(tmp_path), mesh, progress=False)
+    per_step = engine.train(engine.build_strategy(strategy, context), config, mesh, progress=False)
     config.semi.steps_per_call = 3
-    scanned, _ = semi.train_strategy(strategy, config, train_set, labelled, mesh, progress=False)
+    scanning = engine.build_strategy(strategy, context)
+    assert scanning.steps_per_call == 3
+    scanned = engine.train(scanning, config, mesh, progress=False)
     # Every array (params, optimiser and BatchNorm state, step) alike; the static fields are functions.
     chex.assert_trees_all_equal(jax.tree.leaves(scanned), jax.tree.leaves(per_step))
-    assert int(semi.classifier_of(scanned).step[0]) == 7
+    assert int(few_label.classifier_of(scanned).step[0]) == 7
 
 
 def test_labelled_subset_is_fixed_and_saved(tmp_path):
     config = _tiny_config()
     train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
-    first = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    first = few_label.labelled_indices(os.fspath(tmp_path), train_set, config)
     assert len(first) == 50
     np.testing.assert_array_equal(data.class_counts(train_set.labels[first], 10), [5] * 10)
     data.load_train_and_test(config.data, workdir=tmp_path)
-    np.testing.assert_array_equal(semi.labelled_indices(os.fspath(tmp_path), train_set, config), first)
+    np.testing.assert_array_equal(few_label.labelled_indices(os.fspath(tmp_path), train_set, config), first)
+
+
+def _validation_indices(context) -> np.ndarray:
+    """The validation split few_label.prepare carved, as indices into the train split."""
+    return data.load_indices(os.path.join(context.workdir, engine.VALIDATION_INDICES_FILE), len(context.train_set))
 
 
 def test_validation_images_are_outside_the_labelled_subset_fixed_and_saved(tmp_path):
     config = _tiny_config()
     workdir = os.fspath(tmp_path)
-    train_set, _ = data.load_train_and_test(config.data, workdir=workdir)
-    labelled = semi.labelled_indices(workdir, train_set, config)
-    assert semi.validation_indices(workdir, train_set, labelled, config) is None  # off by default
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    context = few_label.prepare(config, workdir, mesh, progress=False)
+    labelled = context.labelled
+    assert context.validation_set is None  # off by default
+    assert not os.path.exists(os.path.join(workdir, engine.VALIDATION_INDICES_FILE))
     config.semi.validation_per_class = 4
-    held_out = semi.validation_indices(workdir, train_set, labelled, config)
+    context = few_label.prepare(config, workdir, mesh, progress=False)
+    held_out = _validation_indices(context)
     assert len(held_out) == 40 and not np.intersect1d(held_out, labelled).size
-    np.testing.assert_array_equal(data.class_counts(train_set.labels[held_out], 10), [4] * 10)
-    np.testing.assert_array_equal(semi.validation_indices(workdir, train_set, labelled, config), held_out)
+    np.testing.assert_array_equal(data.class_counts(context.train_set.labels[held_out], 10), [4] * 10)
+    np.testing.assert_array_equal(context.validation_set.labels, context.train_set.labels[held_out])
+    np.testing.assert_array_equal(context.validation_set.images, context.train_set.images[held_out])
+    again = few_label.prepare(config, workdir, mesh, progress=False)
+    np.testing.assert_array_equal(_validation_indices(again), held_out)
+    np.testing.assert_array_equal(again.validation_set.labels, context.validation_set.labels)
     # A saved file made with another size, or overlapping the labelled subset, is refused.
     config.semi.validation_per_class = 5
-    with pytest.raises(ValueError, match="not semi.validation_per_class=5"):
-        semi.validation_indices(workdir, train_set, labelled, config)
-    with pytest.raises(ValueError, match="shares images with the labelled subset"):
-        semi.validation_indices(workdir, train_set, held_out, config)
+    with pytest.raises(ValueError, match="holds another validation split"):
+        few_label.prepare(config, workdir, mesh, progress=False)
+    labels = context.train_set.labels
+    outside_held_out = np.setdiff1d(np.arange(len(labels)), held_out)  # as if the labelled subset were held_out
+    with pytest.raises(ValueError, match="holds another validation split"):
+        engine.carve_validation(workdir, labels, outside_held_out, np.full(10, 4), config.data.seed + 1, {})
 
 
 def test_too_many_validation_images_are_named(tmp_path):
     config = _tiny_config()
     config.semi.validation_per_class = 10**6
-    train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
-    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    mesh = parallel.make_mesh(jax.devices()[:1])
     with pytest.raises(ValueError, match="semi.validation_per_class' = 1000000 is too large"):
-        semi.validation_indices(os.fspath(tmp_path), train_set, labelled, config)
+        few_label.prepare(config, os.fspath(tmp_path), mesh, progress=False)
 
 
 def test_batches_hold_labelled_images_only_in_the_labelled_part():
     config = _tiny_config()
     train_set, _ = data.load_train_and_test(config.data)
     labelled = np.arange(0, 50)
-    batch = semi.FewLabelBatches(train_set, labelled, config)(3)
+    batch = few_label.FewLabelBatches(train_set, labelled, config)(3)
     chex.assert_shape(batch["labelled_images"], (2, 20, 16, 16, 1))
     chex.assert_shape(batch["unlabelled_images"], (2, 20, 16, 16, 1))
     assert set(np.unique(batch["labels"])) <= set(train_set.labels[labelled])
-    np.testing.assert_array_equal(batch["labels"], semi.FewLabelBatches(train_set, labelled, config)(3)["labels"])
+    np.testing.assert_array_equal(batch["labels"], few_label.FewLabelBatches(train_set, labelled, config)(3)["labels"])
 
 
 def test_separate_matching_batch_is_a_second_shuffle_for_the_k_plus_1_gan_only():
     config = _tiny_config()
     train_set, _ = data.load_train_and_test(config.data)
     labelled = np.arange(0, 50)
-    assert "matching_images" not in semi.FewLabelBatches(train_set, labelled, config)(3)
+    assert "matching_images" not in few_label.FewLabelBatches(train_set, labelled, config)(3)
     config.semi.separate_matching_batch = True
-    batch = semi.FewLabelBatches(train_set, labelled, config)(3)
+    batch = few_label.FewLabelBatches(train_set, labelled, config)(3)
     chex.assert_equal_shape([batch["matching_images"], batch["unlabelled_images"]])
     assert float(np.max(np.abs(batch["matching_images"] - batch["unlabelled_images"]))) > 0.1
-    assert "matching_images" not in semi.FewLabelBatches(train_set, labelled, config, "supervised")(3)
+    assert "matching_images" not in few_label.FewLabelBatches(train_set, labelled, config, "supervised")(3)
 
 
 def test_feature_matching_compares_against_the_matching_images_when_given():
     config = _tiny_config()
     batch = _batch()
-    state = semi.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    step = jax.jit(make_semi_gan_step(semi.step_spec("semi_gan", config)))
+    state = few_label.init_state("semi_gan", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    step = jax.jit(make_semi_gan_step(few_label.step_spec("semi_gan", config)))
     same, same_metrics = step(state, {**batch, "matching_images": batch["unlabelled_images"]}, jax.random.key(1))
     default, default_metrics = step(state, batch, jax.random.key(1))
     np.testing.assert_allclose(same_metrics["g_feature_matching"], default_metrics["g_feature_matching"], rtol=1e-6)
@@ -481,17 +518,17 @@ def test_label_file_missing_a_class_is_rejected(tmp_path):
     only_zeros = np.flatnonzero(train_set.labels == 0)[:5]
     data.save_indices(tmp_path / data.SUBSET_INDICES_FILE, only_zeros, {"num_examples": len(train_set)})
     with pytest.raises(ValueError, match="every class needs at least one label"):
-        semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+        few_label.labelled_indices(os.fspath(tmp_path), train_set, config)
 
 
 def test_label_file_listing_an_image_twice_is_rejected(tmp_path):
     config = _tiny_config()
     train_set, _ = data.load_train_and_test(config.data, workdir=tmp_path)
-    labelled = semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+    labelled = few_label.labelled_indices(os.fspath(tmp_path), train_set, config)
     data.save_indices(tmp_path / data.SUBSET_INDICES_FILE, np.concatenate([labelled, labelled[:1]]),
                       {"num_examples": len(train_set)})
     with pytest.raises(ValueError, match="lists some image twice"):
-        semi.labelled_indices(os.fspath(tmp_path), train_set, config)
+        few_label.labelled_indices(os.fspath(tmp_path), train_set, config)
 
 
 def test_strategy_of_the_other_experiment_is_named():
@@ -526,37 +563,38 @@ def test_bad_semi_settings_are_named(key, value, message):
         validate_config(config)
 
 
-def test_batch_that_does_not_split_over_devices_is_named():
+def test_batch_that_does_not_split_over_devices_is_named(tmp_path):
     config = _tiny_config()
     config.semi.batch_size = 3
-    train_set, _ = data.load_train_and_test(config.data)
 
     class FakeMesh:
         size = 2
 
+    context = few_label.prepare(config, os.fspath(tmp_path), FakeMesh(), progress=False)
     with pytest.raises(ValueError, match="semi.batch_size"):
-        semi.train_strategy("supervised", config, train_set, np.arange(10), FakeMesh(), progress=False)
+        engine.build_strategy("supervised", context)
 
 
 def test_finished_strategy_reused_when_only_the_strategy_list_changes(tmp_path):
     config = _tiny_config()
     workdir = os.fspath(tmp_path)
-    record = {"per_seed": [{"accuracy": 0.5}], "generator": {}, "wall_seconds": 1.0, "config": config.to_dict()}
-    semi._save_json(semi._strategy_path(workdir, "semi_gan"), record)
+    record = {"per_seed": [{"accuracy": 0.5}], "validation": None, "generator": {}, "train_seconds": 1.0,
+              "wall_seconds": 1.0, "config": config.to_dict()}
+    engine.save_record(engine.record_path(workdir, "semi_gan"), record)
     config.experiment.strategies = "semi_gan,supervised"  # a later run that adds a strategy
-    assert semi.load_finished(workdir, "semi_gan", config)["per_seed"] == [{"accuracy": 0.5}]
-    assert semi.load_finished(workdir, "supervised", config) is None
+    assert engine.load_finished(workdir, "semi_gan", config, few_label.SECTIONS)["per_seed"] == [{"accuracy": 0.5}]
+    assert engine.load_finished(workdir, "supervised", config, few_label.SECTIONS) is None
     older = json.loads(json.dumps(record))
     del older["config"]["semi"]["pull_away_weight"]  # a record from before the key existed
-    semi._save_json(semi._strategy_path(workdir, "semi_gan"), older)
-    assert semi.load_finished(workdir, "semi_gan", config)["per_seed"] == [{"accuracy": 0.5}]
+    engine.save_record(engine.record_path(workdir, "semi_gan"), older)
+    assert engine.load_finished(workdir, "semi_gan", config, few_label.SECTIONS)["per_seed"] == [{"accuracy": 0.5}]
     config.semi.pull_away_weight = 0.5  # the key's default no longer matches
-    with pytest.raises(ValueError, match="another config"):
-        semi.load_finished(workdir, "semi_gan", config)
+    with pytest.raises(ValueError, match=r"another config \(semi.pull_away_weight: 0.0 -> 0.5\)"):
+        engine.load_finished(workdir, "semi_gan", config, few_label.SECTIONS)
     config.semi.pull_away_weight = 0.0
     config.semi.steps += 1
-    with pytest.raises(ValueError, match="another config"):
-        semi.load_finished(workdir, "semi_gan", config)
+    with pytest.raises(ValueError, match=r"another config \(semi.steps: 10 -> 11\)"):
+        engine.load_finished(workdir, "semi_gan", config, few_label.SECTIONS)
 
 
 def test_generator_learning_rate_sets_only_the_generators_adam():
@@ -568,7 +606,7 @@ def test_generator_learning_rate_sets_only_the_generators_adam():
     grads = {"w": jnp.ones((4,))}
 
     def first_move(generator):
-        transform = semi.optimizer(config, generator=generator)
+        transform = few_label.optimizer(config, generator=generator)
         updates, _ = transform.update(grads, transform.init(params), params)
         return float(-updates["w"][0])
 
