@@ -148,7 +148,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.augment_padding = "constant"  # "constant" (-1) or "reflect"
     config.experiment.synthetic_fraction = 0.5  # share of each batch generated; -1: the balancing share
     # > 0: GAN strategies draw class-balanced batches in which every class is topped up to this many
-    # images with synthetic ones (ganjax.recognition.top_up_plan); synthetic_fraction is then unused.
+    # images with synthetic ones (ganjax.studies.long_tail.top_up_plan); synthetic_fraction is then unused.
     # 0: uniform real batches plus synthetic_fraction synthetic images.
     config.experiment.synthetic_top_up = 0
     config.experiment.filter = "none"  # "none" | "confidence" | "discriminator"
@@ -160,7 +160,7 @@ def default_config() -> ml_collections.ConfigDict:
     # chosen on validation, and any that were not).
     config.experiment.note = ""
 
-    # Few labels (data.subset="few_label"; ganjax.semi): the networks of Salimans et al. 2016's
+    # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's
     # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.
     config.semi = ml_collections.ConfigDict()
     config.semi.architecture = "mlp"  # "mlp" (the paper's MNIST network) or "conv" (its CIFAR-10 one, smaller)
@@ -477,7 +477,7 @@ def _validate_recognition(given: dict) -> None:
 
 
 def _validate_semi(given: dict) -> None:
-    """Checks of the few-label section (see ganjax.semi)."""
+    """Checks of the few-label section (see ganjax.studies.few_label)."""
     for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size",
                  "semi.labelled_batch_size", "semi.steps_per_call"]:
         if given[name] <= 0:

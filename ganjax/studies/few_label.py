@@ -356,12 +356,13 @@ def prepare(config, workdir: str, mesh, progress: bool = True) -> StudyContext:
     if per_class > 0:
         candidates = np.setdiff1d(np.arange(len(train_set)), labelled)
         sizes = np.full(train_set.num_classes, per_class, np.int64)
-        try:
-            held_out = carve_validation(workdir, train_set.labels, candidates, sizes, config.data.seed + 1,
-                                        {"study": "few_label", "validation_per_class": per_class,
-                                         "excludes": data.SUBSET_INDICES_FILE})
-        except ValueError as error:
-            raise ValueError(f"Config key 'semi.validation_per_class' = {per_class} is too large: {error}") from None
+        available = data.class_counts(train_set.labels[candidates], train_set.num_classes)
+        if np.any(available < per_class):
+            raise ValueError(f"Config key 'semi.validation_per_class' = {per_class} is too large: some class has only "
+                             f"{int(available.min())} images outside the labelled subset; lower it.")
+        held_out = carve_validation(workdir, train_set.labels, candidates, sizes, config.data.seed + 1,
+                                    {"study": "few_label", "validation_per_class": per_class,
+                                     "excludes": data.SUBSET_INDICES_FILE})
         validation_set = train_set.subset(held_out)
     return StudyContext(
         study="few_label", config=config, workdir=workdir, mesh=mesh, train_set=train_set,

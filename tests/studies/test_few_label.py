@@ -436,8 +436,9 @@ def test_validation_images_are_outside_the_labelled_subset_fixed_and_saved(tmp_p
     np.testing.assert_array_equal(again.validation_set.labels, context.validation_set.labels)
     # A saved file made with another size, or overlapping the labelled subset, is refused.
     config.semi.validation_per_class = 5
-    with pytest.raises(ValueError, match="holds another validation split"):
+    with pytest.raises(ValueError, match="holds another validation split") as error:
         few_label.prepare(config, workdir, mesh, progress=False)
+    assert "too large" not in str(error.value)  # a changed size is not mistaken for too large a one
     labels = context.train_set.labels
     outside_held_out = np.setdiff1d(np.arange(len(labels)), held_out)  # as if the labelled subset were held_out
     with pytest.raises(ValueError, match="holds another validation split"):
