@@ -87,6 +87,21 @@ def test_generator_with_other_class_count_raises(tmp_path):
         experiment.run_experiment(config, os.fspath(tmp_path / "run"), progress=False)
 
 
+def test_a_reused_generator_made_with_other_gan_settings_is_refused(tmp_path):
+    config = _digits_lt(experiment__strategies="gan")
+    gan_workdir = os.fspath(tmp_path / "other_gan")
+    saved = _digits_lt(experiment__strategies="gan", gan__loss="wgan")
+    state = create_gan_state(saved, 10, (16, 16, 1), jax.random.key(0))
+    manager = checkpoint.make_manager(gan_workdir)
+    checkpoint.save(manager, 1, state, checkpoint.make_meta(saved, 10, (16, 16, 1), tuple("abcdefghij")))
+    manager.wait_until_finished()
+    manager.close()
+    config.experiment.generator_workdir = gan_workdir
+    with pytest.raises(ValueError, match="gan.loss: 'wgan' -> 'hinge'"):
+        experiment.run_experiment(config, os.fspath(tmp_path / "run"), progress=False)
+    assert not os.path.exists(tmp_path / "run" / "strategies" / "gan.json")
+
+
 def test_a_class_with_zero_images_raises(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 20 + [3] * 10)  # class 2 has no training image

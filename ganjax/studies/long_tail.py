@@ -363,7 +363,9 @@ def trained_generator(context: StudyContext):
             prepare_gan_workdir(context.workdir, gan_dir, context.resources["train_part"], config)
             from ganjax.train import train_and_evaluate
 
-            train_and_evaluate(config, gan_dir)
+            train_and_evaluate(config, gan_dir)  # checks the saved config itself when it resumes
+        else:  # the GAN strategies' records name this config's GAN keys: the GAN must match them
+            checkpoint.check_workdir_config(gan_dir, config)
         generator = load_trained_generator(gan_dir, context.train_set)
         context.resources["gan_seconds"] = time.perf_counter() - start
         return generator
