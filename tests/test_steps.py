@@ -6,6 +6,7 @@ import pytest
 
 from ganjax import parallel, steps
 from ganjax.state import create_gan_state
+from ganjax.steps import gan as gan_steps
 
 
 def _batch(config, n_critic=1, seed=0):
@@ -26,7 +27,7 @@ def test_discriminator_updates_reduce_its_loss_on_a_fixed_batch(tiny_config, los
     tiny_config.gan.loss = loss
     state = _state(tiny_config)
     batch = _batch(tiny_config)
-    update = jax.jit(lambda s: steps._discriminator_update(tiny_config, s, batch["images"][0], batch["labels"][0], jax.random.key(1)))
+    update = jax.jit(lambda s: gan_steps._discriminator_update(tiny_config, s, batch["images"][0], batch["labels"][0], jax.random.key(1)))
     _, first = update(state)
     for _ in range(15):
         discriminator, metrics = update(state)
@@ -37,7 +38,7 @@ def test_discriminator_updates_reduce_its_loss_on_a_fixed_batch(tiny_config, los
 def test_generator_updates_reduce_its_loss_against_a_fixed_discriminator(tiny_config):
     state = _state(tiny_config)
     labels = jnp.arange(16) % 10
-    update = jax.jit(lambda s: steps._generator_update(tiny_config, s, labels, jax.random.key(2)))
+    update = jax.jit(lambda s: gan_steps._generator_update(tiny_config, s, labels, jax.random.key(2)))
     _, first = update(state)
     for _ in range(15):
         generator, metrics = update(state)
@@ -95,10 +96,10 @@ def test_shared_generator_forward_equals_the_two_updates_with_the_same_noise(tin
     tiny_config.gan.diffaugment = diffaugment
     state, batch = _state(tiny_config), _batch(tiny_config)
     images, labels, key = batch["images"][0], batch["labels"][0], jax.random.key(3)
-    shared, d_metrics, g_metrics = jax.jit(lambda s: steps._shared_forward_update(tiny_config, s, images, labels, key))(state)
+    shared, d_metrics, g_metrics = jax.jit(lambda s: gan_steps._shared_forward_update(tiny_config, s, images, labels, key))(state)
     # Reference: the D update with `key`, then a G update whose noise (and DiffAugment key) is D's.
-    discriminator, reference_d = steps._discriminator_update(tiny_config, state, images, labels, key)
-    generator, reference_g = steps._generator_update(
+    discriminator, reference_d = gan_steps._discriminator_update(tiny_config, state, images, labels, key)
+    generator, reference_g = gan_steps._generator_update(
         tiny_config, state.replace(discriminator=discriminator), labels, steps.discriminator_noise_key(key))
     chex.assert_trees_all_close(shared.discriminator.params, discriminator.params, atol=1e-5)
     chex.assert_trees_all_close(shared.generator.params, generator.params, atol=1e-5)

@@ -43,6 +43,10 @@ def test_a_finished_strategy_is_reused_only_when_its_defining_config_is_equal(tm
     first = experiment.run_experiment(_tiny_lt(experiment__strategies="plain"), workdir, progress=False)
     assert trained == ["plain"]
     assert os.path.exists(engine.record_path(workdir, "plain"))
+    assert open(os.path.join(workdir, "report.md")).read().startswith(
+        "# Recognition on long-tailed data: digits (long_tail)")  # titled by the study
+    saved = json.loads(open(os.path.join(workdir, "report.json")).read())
+    assert saved["meta"]["study"] == "long_tail" and saved["meta"]["best_on_validation"] == "plain"
     # Result-neutral keys (the list of strategies, evaluation chunking, steps per call) may change.
     again = experiment.run_experiment(
         _tiny_lt(experiment__eval_batch_size=100, classifier__steps_per_call=4), workdir, progress=False
@@ -149,13 +153,3 @@ def test_an_unknown_strategy_name_is_refused_naming_the_choices(tmp_path):
     context = engine.StudyContext("long_tail", _tiny_lt(), os.fspath(tmp_path), None, None, None, None, np.array([]))
     with pytest.raises(ValueError, match="Strategy 'mixup' is unknown"):
         engine.build_strategy("mixup", context)
-
-
-def test_report_is_titled_by_the_study(tmp_path):
-    workdir = os.fspath(tmp_path)
-    experiment.run_experiment(_tiny_lt(experiment__strategies="plain"), workdir, progress=False)
-    text = open(os.path.join(workdir, "report.md")).read()
-    assert text.startswith("# Recognition on long-tailed data: digits (long_tail)")
-    saved = json.loads(open(os.path.join(workdir, "report.json")).read())
-    assert saved["meta"]["study"] == "long_tail"
-    assert saved["meta"]["best_on_validation"] == "plain"
