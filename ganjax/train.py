@@ -17,14 +17,13 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from tqdm import tqdm
 
 from ganjax import checkpoint, data, live, loop, parallel, visualize
 from ganjax.config import validate_config
 from ganjax.sample import class_grid_labels, generate_images
 from ganjax.state import GANState, create_gan_state
-from ganjax.steps import make_gan_train_step, make_multi_step
+from ganjax.steps import Metrics, make_gan_train_step, make_multi_step
 
 METRICS_FILE = "metrics.jsonl"
 logger = logging.getLogger("ganjax")
