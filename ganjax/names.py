@@ -86,3 +86,83 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     if not widths or any(width <= 0 for width in widths):
         raise ValueError(f"Config key 'semi.hidden' must list positive widths such as '1000,500,250', got {text!r}.")
     return widths
+
+
+# Image repair (ganjax.repair). A damage is named "NAME:SEVERITY" (`parse_damage`); its severity
+# lies strictly between 0 and 1 and means what DAMAGE_SEVERITIES says ("half" takes a side).
+DAMAGES = ("centre", "blocks", "pixels", "noise", "saltpepper", "half")
+HALF_SIDES = ("left", "right", "top", "bottom")
+DAMAGE_SEVERITIES = {
+    "centre": "the side of the centre block as a fraction of the image side",
+    "blocks": "the fraction of the 16 blocks of a 4x4 grid that go missing",
+    "pixels": "the fraction of pixels that go missing",
+    "noise": "the Gaussian noise's standard deviation on the [0, 1] pixel scale",
+    "saltpepper": "the fraction of pixels set to white or black",
+    "half": "the side of the missing half: " + ", ".join(HALF_SIDES),
+}
+# Damages that change pixels where the repair is not told: their mask is all ones (every pixel is
+# "known", if noisy) and the damaged region the metrics score is the whole image.
+NOISE_DAMAGES = ("noise", "saltpepper")
+REPAIR_METHODS = ("none", "mean", "classic", "inversion")
+
+
+def parse_damage(text: str) -> tuple[str, float | str]:
+    """("centre", 0.5) from "centre:0.5", ("half", "left") from "half:left".
+
+    Raises ValueError naming an unknown damage, a missing or non-numeric severity, or a
+    severity outside (0, 1), and how to write a good one.
+    """
+    name, colon, severity = str(text).strip().partition(":")
+    name, severity = name.strip(), severity.strip()
+    if name not in DAMAGES:
+        raise ValueError(
+            f"Damage {text!r} is unknown; write NAME:SEVERITY with NAME one of {', '.join(DAMAGES)} "
+            "(e.g. centre:0.5, pixels:0.5, noise:0.3, half:left)."
+        )
+    example = "half:left" if name == "half" else f"{name}:0.5"
+    if not colon or not severity:
+        raise ValueError(f"Damage {text!r} has no severity; write {name}:SEVERITY with SEVERITY "
+                         f"{DAMAGE_SEVERITIES[name]}, e.g. {example}.")
+    if name == "half":
+        if severity not in HALF_SIDES:
+            raise ValueError(f"Damage {text!r}: the missing half must be one of {', '.join(HALF_SIDES)}, "
+                             f"e.g. {example}.")
+        return name, severity
+    try:
+        value = float(severity)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 < value < 1.0:
+        raise ValueError(
+            f"Damage {text!r}: severity {severity!r} is not a number strictly between 0 and 1; {name}'s "
+            f"severity is {DAMAGE_SEVERITIES[name]}, e.g. {example}."
+        )
+    return name, value
+
+
+def check_repair_method(method: str) -> str:
+    """`method` if it is one of REPAIR_METHODS, else a ValueError naming them."""
+    if method not in REPAIR_METHODS:
+        raise ValueError(f"Repair method {method!r} is unknown; choose one of {', '.join(REPAIR_METHODS)}.")
+    return method
+
+
+# Adversarial attacks (ganjax.attacks). Budgets (eps) are on the [0, 1] pixel scale whatever the
+# images' range; "apgd-t" is AutoAttack's name for targeted APGD on the DLR loss.
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-t")
+ATTACK_NORMS = ("linf", "l2")
+
+
+def check_attack(name: str) -> str:
+    """`name` if it is one of ATTACKS, else a ValueError naming them."""
+    if name not in ATTACKS:
+        raise ValueError(f"Attack {name!r} is unknown; choose one of {', '.join(ATTACKS)}.")
+    return name
+
+
+def check_attack_norm(norm: str) -> str:
+    """`norm` if it is one of ATTACK_NORMS, else a ValueError naming them."""
+    if norm not in ATTACK_NORMS:
+        raise ValueError(f"Attack norm {norm!r} is unknown; choose one of {', '.join(ATTACK_NORMS)} "
+                         "(lowercase: linf bounds every pixel's change, l2 the change's Euclidean length).")
+    return norm

@@ -6,30 +6,12 @@ import pytest
 
 from ganjax import evaluate
 from ganjax.metrics import features
-from ganjax.train import train_and_evaluate
-
-
-def tiny_gan_config():
-    """conftest's tiny_config (a function-scoped fixture), for module-scoped fixtures."""
-    from ganjax.config import default_config
-
-    config = default_config()
-    config.data.image_size = 16
-    config.model.noise_dim, config.model.embed_dim = 16, 8
-    config.model.generator_width = config.model.discriminator_width = 8
-    config.train.steps, config.train.batch_size = 4, 16
-    config.train.log_every = config.train.sample_every = config.train.checkpoint_every = 2
-    config.train.samples_per_class = 2
-    return config
 
 
 @pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory):
-    """A digits GAN trained for 4 steps, and a domain classifier path (trained on first use)."""
-    config = tiny_gan_config()
-    workdir = str(tmp_path_factory.mktemp("gan"))
-    train_and_evaluate(config, workdir)
-    return workdir, str(tmp_path_factory.mktemp("cache") / "digits_classifier")
+def trained_workdir(tiny_gan_workdir, tmp_path_factory):
+    """conftest's tiny digits GAN, and a domain classifier path (trained on first use)."""
+    return tiny_gan_workdir, str(tmp_path_factory.mktemp("cache") / "digits_classifier")
 
 
 def test_evaluate_writes_every_score_with_its_provenance(trained_workdir):

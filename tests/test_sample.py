@@ -7,11 +7,10 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import make_tiny_config
 from ganjax import checkpoint, sample
-from ganjax.config import default_config
 from ganjax.models.layers import make_norm
 from ganjax.state import create_gan_state, create_model_state
-from ganjax.train import train_and_evaluate
 
 NOISE_DIM, NUM_CLASSES, HIDDEN, CHANNELS, EPSILON = 3, 4, 5, 2, 1e-5
 
@@ -72,21 +71,10 @@ def test_standing_statistics_equal_a_numpy_average_of_batch_statistics():
     assert not np.allclose(per_batch[0]["BatchNorm_1"]["var"], per_batch[1]["BatchNorm_1"]["var"])
 
 
-def tiny_gan_config():
-    config = default_config()
-    config.data.source, config.data.image_size = "digits", 16
-    config.model.noise_dim, config.model.embed_dim = 16, 8
-    config.model.generator_width = config.model.discriminator_width = 8
-    config.train.steps, config.train.batch_size = 4, 16
-    config.train.log_every = config.train.sample_every = config.train.checkpoint_every = 2
-    config.train.samples_per_class = 2
-    return config
-
-
 def test_one_standing_batch_is_what_flax_batch_norm_feeds_its_running_average():
     """On the real generator: from zero running averages, one training-mode call leaves
     (1 - momentum) * the batch's statistics (flax.linen.BatchNorm, momentum 0.9)."""
-    config = tiny_gan_config()
+    config = make_tiny_config()
     state = create_gan_state(config, 10, (16, 16, 1), jax.random.key(0))
     key, batch_size = jax.random.key(5), 16
     standing = sample.standing_batch_stats(state.generator, state.generator.params, key, 1, batch_size, 10, 16)
@@ -102,19 +90,10 @@ def test_one_standing_batch_is_what_flax_batch_norm_feeds_its_running_average():
         np.testing.assert_allclose(np.asarray(got), np.asarray(fed) / (1 - 0.9), rtol=2e-5, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory):
-    """A digits GAN after 4 steps: its EMA weights are ~the initial ones and its running
-    statistics (momentum 0.9, 4 updates) are stale for them."""
-    workdir = str(tmp_path_factory.mktemp("gan"))
-    train_and_evaluate(tiny_gan_config(), workdir)
-    return workdir
-
-
-def test_running_statistics_reproduce_todays_samples_bitwise(trained_workdir):
-    config = tiny_gan_config()
+def test_running_statistics_reproduce_todays_samples_bitwise(tiny_gan_workdir):
+    config = make_tiny_config()
     template = create_gan_state(config, 10, (16, 16, 1), jax.random.key(0))
-    _, state = checkpoint.restore_state(trained_workdir, template)
+    _, state = checkpoint.restore_state(tiny_gan_workdir, template)
     labels = np.array([0, 3, 9, 9, 1], np.int32)
     noise = jax.random.normal(jax.random.key(4), (len(labels), config.model.noise_dim), jnp.float32)
     # What sampling computed before the option existed: EMA params with the raw generator's
@@ -122,14 +101,15 @@ def test_running_statistics_reproduce_todays_samples_bitwise(trained_workdir):
     today = np.asarray(jax.jit(lambda variables, noise, labels: state.generator.apply_fn(
         variables, noise, labels, train=False
     ))({"params": state.generator_ema, "batch_stats": state.generator.batch_stats}, noise, labels))
-    for generator in (sample.load_generator(trained_workdir), sample.load_generator(trained_workdir, bn_statistics="running")):
+    for generator in (sample.load_generator(tiny_gan_workdir),
+                      sample.load_generator(tiny_gan_workdir, bn_statistics="running")):
         assert generator.bn_statistics == "running" and generator.standing is None
         np.testing.assert_array_equal(generator.sample(jax.random.key(4), labels), today)
 
 
-def test_standing_statistics_fit_the_ema_weights_when_running_ones_are_stale(trained_workdir):
-    running = sample.load_generator(trained_workdir)
-    standing = sample.load_generator(trained_workdir, bn_statistics="standing", standing_num_batches=20)
+def test_standing_statistics_fit_the_ema_weights_when_running_ones_are_stale(tiny_gan_workdir):
+    running = sample.load_generator(tiny_gan_workdir)
+    standing = sample.load_generator(tiny_gan_workdir, bn_statistics="standing", standing_num_batches=20)
     assert standing.use_ema and standing.standing == {"num_batches": 20, "batch_size": 16, "seed": 0, "labels": "uniform"}
     labels = np.arange(400) % 10
     key = jax.random.key(0)
@@ -147,37 +127,37 @@ def test_standing_statistics_fit_the_ema_weights_when_running_ones_are_stale(tra
     running_error = np.mean(np.abs(running_images - np.asarray(own_statistics)))
     assert standing_error < 0.2 * running_error, (standing_error, running_error)
     # Deterministic in its seed, and another seed gives (slightly) other statistics.
-    again = sample.load_generator(trained_workdir, bn_statistics="standing", standing_num_batches=20)
+    again = sample.load_generator(tiny_gan_workdir, bn_statistics="standing", standing_num_batches=20)
     np.testing.assert_array_equal(again.sample(key, labels[:10]), standing_images[:10])
-    other = sample.load_generator(trained_workdir, bn_statistics="standing", standing_num_batches=20, standing_seed=1)
+    other = sample.load_generator(tiny_gan_workdir, bn_statistics="standing", standing_num_batches=20, standing_seed=1)
     assert np.max(np.abs(other.sample(key, labels[:10]) - standing_images[:10])) > 0
 
 
-def test_standing_statistics_leave_the_checkpoint_alone(trained_workdir):
-    before = sample.load_generator(trained_workdir).state.generator.batch_stats
-    sample.load_generator(trained_workdir, bn_statistics="standing", standing_num_batches=2)
-    after = sample.load_generator(trained_workdir).state.generator.batch_stats
+def test_standing_statistics_leave_the_checkpoint_alone(tiny_gan_workdir):
+    before = sample.load_generator(tiny_gan_workdir).state.generator.batch_stats
+    sample.load_generator(tiny_gan_workdir, bn_statistics="standing", standing_num_batches=2)
+    after = sample.load_generator(tiny_gan_workdir).state.generator.batch_stats
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_an_unknown_bn_statistics_raises_naming_the_choices(trained_workdir, tmp_path, capsys):
+def test_an_unknown_bn_statistics_raises_naming_the_choices(tiny_gan_workdir, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"'ema'.*'running', 'standing'"):
-        sample.load_generator(trained_workdir, bn_statistics="ema")
+        sample.load_generator(tiny_gan_workdir, bn_statistics="ema")
     with pytest.raises(SystemExit):
-        sample.main(["--workdir", trained_workdir, "--bn-statistics", "ema", "--out", str(tmp_path / "x.png")])
+        sample.main(["--workdir", tiny_gan_workdir, "--bn-statistics", "ema", "--out", str(tmp_path / "x.png")])
     assert "running" in capsys.readouterr().err
 
 
-def test_sample_cli_with_standing_statistics(trained_workdir, tmp_path):
+def test_sample_cli_with_standing_statistics(tiny_gan_workdir, tmp_path):
     out, npz = str(tmp_path / "grid.png"), str(tmp_path / "s.npz")
-    args = ["--workdir", trained_workdir, "--num", "20", "--out", out, "--npz", npz]
+    args = ["--workdir", tiny_gan_workdir, "--num", "20", "--out", out, "--npz", npz]
     assert sample.main(args) == 0
     running = np.load(npz)["x"]
     assert sample.main(args + ["--bn-statistics", "standing"]) == 0
     standing = np.load(npz)["x"]
     assert standing.shape == running.shape and np.max(np.abs(standing - running)) > 0
-    expected = sample.load_generator(trained_workdir, bn_statistics="standing").sample(
+    expected = sample.load_generator(tiny_gan_workdir, bn_statistics="standing").sample(
         jax.random.key(0), np.arange(20) % 10
     )
     np.testing.assert_array_equal(np.sort(standing.ravel()), np.sort(expected.ravel()))
