@@ -37,6 +37,7 @@ def test_profile_table_covers_every_phase_and_adds_up(capsys):
     assert (parallel.jit_step, data.iterate_batches, checkpoint.save) == originals
 
 
+@pytest.mark.slow  # runs the benchmark's few-label steps at two K
 def test_semi_steps_per_call_prints_a_time_per_k(capsys):
     exit_code = semi_steps_per_call.main([
         "--config", os.path.join(REPO, "configs", "digits_semi.py"), "--strategy", "supervised",

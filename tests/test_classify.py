@@ -42,8 +42,8 @@ def _state(module=None, learning_rate=3e-3, **kwargs):
 
 @pytest.mark.parametrize(
     "module,optimizer",
-    [(SmallCNN(num_classes=4, width=8, dropout=0.2), "adam"), (ResNet(num_classes=4, width=8), "sgd")],
-    ids=["cnn-adam", "resnet-sgd"],
+    [pytest.param(SmallCNN(num_classes=4, width=8, dropout=0.2), "adam", id="cnn-adam"),
+     pytest.param(ResNet(num_classes=4, width=8), "sgd", id="resnet-sgd", marks=pytest.mark.slow)],
 )
 def test_train_steps_reduce_the_loss_on_a_fixed_batch(module, optimizer):
     state = _state(module, learning_rate=0.05 if optimizer == "sgd" else 3e-3, optimizer=optimizer)

@@ -91,7 +91,7 @@ def test_diff_augment_changes_the_step_and_leaves_the_off_path_unchanged(tiny_co
     chex.assert_trees_all_equal(reference.generator.params, again.generator.params)
 
 
-@pytest.mark.parametrize("diffaugment", ["", "translation,cutout"])
+@pytest.mark.parametrize("diffaugment", ["", pytest.param("translation,cutout", marks=pytest.mark.slow)])
 def test_shared_generator_forward_equals_the_two_updates_with_the_same_noise(tiny_config, diffaugment):
     tiny_config.gan.diffaugment = diffaugment
     state, batch = _state(tiny_config), _batch(tiny_config)

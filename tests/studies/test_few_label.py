@@ -307,7 +307,8 @@ def test_semi_gan_generator_step_reduces_feature_matching():
     assert matching(new_state.generator) < matching(state.generator)
 
 
-@pytest.mark.parametrize("strategy", few_label.GAN_STRATEGIES)
+@pytest.mark.parametrize("strategy", [strategy if strategy == "semi_gan" else pytest.param(strategy, marks=pytest.mark.slow)
+                                      for strategy in few_label.GAN_STRATEGIES])
 def test_dcgan_generator_option(strategy):
     config = _tiny_config()
     config.semi.generator = "dcgan"
@@ -385,7 +386,7 @@ def test_digits_semi_end_to_end_and_rerun_skips_finished(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("strategy, separate_matching_batch", [
-    ("semi_gan", False), ("semi_gan", True), ("supervised", False)])
+    ("semi_gan", False), pytest.param("semi_gan", True, marks=pytest.mark.slow), ("supervised", False)])
 def test_steps_per_call_trains_exactly_as_one_step_per_call(strategy, separate_matching_batch, tmp_path):
     config = _tiny_config(strategy_steps=7)  # two calls of 3 steps, then one single step
     config.semi.separate_matching_batch = separate_matching_batch
