@@ -143,3 +143,25 @@ def test_bn_statistics_benchmark_chooses_on_the_training_carve_and_reports_test(
                                    bn_statistics=treatment, output=str(tmp_path / f"{treatment}.json"))
         assert fid[treatment]["test"] == pytest.approx(scored["scores"]["fid"], rel=1e-6)
         assert fid[treatment]["train_selection"] != fid[treatment]["test"]
+
+
+def test_bn_statistics_benchmark_shrinks_both_references_on_request(trained_workdir, tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bn_statistics_fid
+
+    workdir, classifier = trained_workdir
+    results = bn_statistics_fid.bn_statistics_fid(workdir, num=60, features="domain", classifier=classifier,
+                                                  classifier_steps=60, num_reference=50)
+    provenance = results["provenance"]
+    assert provenance["selection_reference"]["num_images"] == 50
+    assert provenance["test_reference"]["num_images"] == 50
+    assert provenance["test_reference"]["num_test"] > 50
+    for treatment in ("running", "standing"):
+        mean, std = results["kid"][treatment]["test"]
+        assert np.isfinite(mean) and std >= 0
+    with pytest.raises(ValueError, match="--num-reference"):
+        bn_statistics_fid.bn_statistics_fid(workdir, num=60, features="domain", num_reference=1)
