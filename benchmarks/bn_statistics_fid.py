@@ -29,19 +29,16 @@ Prints FID and KID for both treatments and ends with the line `better=running|st
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 
-import jax
 import numpy as np
 
-import ganjax
 from ganjax import checkpoint, data, evaluate, live, metrics
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
+from ganjax.provenance import checkpoint_line, run_provenance, write_json
 from ganjax.sample import BN_STATISTICS, STANDING_NUM_BATCHES, load_generator
 
 
@@ -125,8 +122,7 @@ def bn_statistics_fid(
         "better": better,
         "chosen_on": "train_selection",
         "provenance": {
-            "workdir": os.path.abspath(workdir),
-            "checkpoint_step": checkpoint_step,
+            **run_provenance(workdir, checkpoint_step),
             "generators": generators,
             "dataset": config.data.source,
             "num_generated": num,
@@ -135,8 +131,6 @@ def bn_statistics_fid(
             "selection_reference": dict(selection_provenance, cache=references["train_selection_cache"]),
             "test_reference": dict(test_provenance, cache=references["test_cache"]),
             "feature_extractor": extractor.provenance,
-            "ganjax_version": ganjax.__version__,
-            "jax_version": jax.__version__,
             "timings_s": timings,
         },
     }
@@ -176,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"bn_statistics_fid: error: {error}", file=sys.stderr)
         return 2
-    provenance = results["provenance"]
+    provenance, extractor = results["provenance"], results["provenance"]["feature_extractor"]
     selection = provenance["selection_reference"]
-    print(f"checkpoint step {provenance['checkpoint_step']} of {provenance['workdir']}: {provenance['num_generated']} "
-          f"EMA samples per treatment (seed {provenance['seed']}), {provenance['feature_extractor']['name']} features "
-          f"({provenance['feature_extractor']['weights_sha256'][:12]})")
+    print(checkpoint_line(provenance["checkpoint_step"], provenance["workdir"],
+                          f"{provenance['num_generated']} EMA samples per treatment (seed {provenance['seed']}), "
+                          f"{extractor['name']} features ({extractor['weights_sha256'][:12]})"))
     carve = (f"all {selection['num_train']} images of the training split" if selection["num_images"] == selection["num_train"]
              else f"{selection['num_images']} of its {selection['num_train']}, class-stratified, seed {selection['seed']}")
     print(f"choice on FID against TRAINING images ({carve}); figures against the "
@@ -191,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
               f"KID train carve {kid['train_selection'][0]:.4f} ± {kid['train_selection'][1]:.4f}   "
               f"KID test {kid['test'][0]:.4f} ± {kid['test'][1]:.4f}")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as stream:
-            json.dump(results, stream, indent=2)
-        print(f"wrote {args.out}")
+        print(f"wrote {write_json(args.out, results)}")
     print(f"better={results['better']}")
     return 0
 

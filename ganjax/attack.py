@@ -19,7 +19,6 @@ The images are chosen by numpy's default_rng(seed); the attack draws from jax.ra
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,11 +26,11 @@ import time
 import jax
 import numpy as np
 
-import ganjax
 from ganjax import attacks, classify, data, metrics, visualize
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import default_config
 from ganjax.names import ATTACK_NORMS, ATTACKS
+from ganjax.provenance import checkpoint_line, run_provenance, write_json
 
 RESULT_FILE = "attack.json"
 GRID_FILE = "attack.png"
@@ -146,8 +145,7 @@ def attack_classifier(
         "settings": {**settings, "batch_size": min(batch_size, num)},
         "timings": timings,
         "provenance": {
-            "workdir": os.path.abspath(classifier_dir),
-            "checkpoint_step": meta["step"],
+            **run_provenance(classifier_dir, meta["step"]),
             "classifier": {key: meta[key] for key in ("model", "num_classes", "width", "norm", "dropout", "downsample",
                                                       "blocks_per_stage", "real_test_accuracy") if key in meta},
             "weights_sha256": meta["weights_sha256"],
@@ -164,13 +162,9 @@ def attack_classifier(
             "grid": {"file": GRID_FILE, "rows": ["clean", "adversarial", f"perturbation x {gain:.3g}"],
                      "test_index": indices[:GRID_COLUMNS].tolist()},
             "attack_timing": "wall time of the attack, compilation included",
-            "ganjax_version": ganjax.__version__,
-            "jax_version": jax.__version__,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
         },
     }
-    with open(os.path.join(out, RESULT_FILE), "w") as stream:
-        json.dump(results, stream, indent=2)
+    write_json(os.path.join(out, RESULT_FILE), results)
     return results
 
 
@@ -202,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.attack: error: {error}", file=sys.stderr)
         return 2
-    scores, settings = results["scores"], results["settings"]
-    print(f"{args.attack} ({settings['norm']}, eps {settings['eps']:g} on [0, 1], {settings['steps']} steps, "
-          f"{settings['restarts']} restart(s)) on {scores['num_images']} {results['provenance']['dataset']} test "
-          f"images: clean accuracy {scores['clean_accuracy']:.4f}, robust accuracy {scores['robust_accuracy']:.4f} "
-          f"({results['timings']['images_per_s']:.3g} images/s)")
+    scores, settings, provenance = results["scores"], results["settings"], results["provenance"]
+    print(checkpoint_line(
+        provenance["checkpoint_step"], provenance["workdir"],
+        f"{args.attack} ({settings['norm']}, eps {settings['eps']:g} on [0, 1], {settings['steps']} steps, "
+        f"{settings['restarts']} restart(s)) on {scores['num_images']} {provenance['dataset']} test "
+        f"images: clean accuracy {scores['clean_accuracy']:.4f}, robust accuracy {scores['robust_accuracy']:.4f} "
+        f"({results['timings']['images_per_s']:.3g} images/s)"))
     print(f"wrote {os.path.join(args.out, GRID_FILE)} and {os.path.join(args.out, RESULT_FILE)}")
     return 0
 

@@ -20,7 +20,6 @@ on generated images, tested on the real test set; Ravuri & Vinyals 2019).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,11 +28,11 @@ import time
 import jax
 import numpy as np
 
-import ganjax
 from ganjax import checkpoint, classify, data, metrics
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
+from ganjax.provenance import checkpoint_line, run_provenance, write_json
 from ganjax.sample import BN_STATISTICS, TrainedGenerator, check_bn_statistics, load_generator
 
 RESULT_FILE = "eval.json"
@@ -207,8 +206,7 @@ def evaluate(
         "scores": scores,
         "per_class": per_class,
         "provenance": {
-            "workdir": os.path.abspath(workdir),
-            "checkpoint_step": checkpoint_step,
+            **run_provenance(workdir, checkpoint_step),
             **generator_provenance(generator),
             "dataset": config.data.source,
             "image_size": config.data.image_size,
@@ -222,15 +220,10 @@ def evaluate(
             "resizer": extractor.provenance["resizer"],
             "class_judge": domain.provenance if domain is not None else None,
             "metric_parameters": parameters,
-            "ganjax_version": ganjax.__version__,
-            "jax_version": jax.__version__,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
             "timings_s": timings,
         },
     }
-    path = output or os.path.join(workdir, RESULT_FILE)
-    with open(path, "w") as stream:
-        json.dump(results, stream, indent=2)
+    write_json(output or os.path.join(workdir, RESULT_FILE), results)
     return results
 
 
@@ -270,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.evaluate: error: {error}", file=sys.stderr)
         return 2
-    provenance = results["provenance"]
-    print(f"checkpoint step {provenance['checkpoint_step']} of {provenance['workdir']}: {provenance['num_generated']} "
-          f"samples vs {provenance['num_reference']} real {provenance['reference_split']} images, "
-          f"{provenance['feature_extractor']['name']} features ({provenance['feature_extractor']['weights_sha256'][:12]})")
+    provenance, extractor = results["provenance"], results["provenance"]["feature_extractor"]
+    print(checkpoint_line(provenance["checkpoint_step"], provenance["workdir"],
+                          f"{provenance['num_generated']} samples vs {provenance['num_reference']} real "
+                          f"{provenance['reference_split']} images, {extractor['name']} features "
+                          f"({extractor['weights_sha256'][:12]})"))
     for name, value in results["scores"].items():
         print(f"  {name:>22s}: {value:.5g}" if isinstance(value, float) else f"  {name:>22s}: {value}")
     print(f"wrote {args.out or os.path.join(args.workdir, RESULT_FILE)}")

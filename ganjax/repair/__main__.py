@@ -17,7 +17,6 @@ The damage draws from jax.random.split(jax.random.key(seed))[0], inversion from 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,12 +24,12 @@ import time
 import jax
 import numpy as np
 
-import ganjax
 from ganjax import checkpoint, data, visualize
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics.image_quality import DATA_RANGE, SSIM_SIGMA, SSIM_WINDOW, image_quality, summarize
 from ganjax.names import REPAIR_METHODS, check_repair_method, parse_damage
+from ganjax.provenance import checkpoint_line, run_provenance, write_json
 from ganjax.repair import classic_settings, damage, damaged_region, inversion, is_noise, repair
 from ganjax.sample import load_generator
 
@@ -137,8 +136,7 @@ def repair_workdir(
         "settings": settings,
         "timings": timings,
         "provenance": {
-            "workdir": os.path.abspath(workdir),
-            "checkpoint_step": checkpoint_step,
+            **run_provenance(workdir, checkpoint_step),
             "dataset": config.data.source,
             "image_size": config.data.image_size,
             "split": "test",
@@ -152,13 +150,9 @@ def repair_workdir(
                         "ssim": f"skimage structural_similarity, Gaussian window {SSIM_WINDOW}x{SSIM_WINDOW} "
                                 f"sigma {SSIM_SIGMA}, data_range {DATA_RANGE}; region: full map averaged"},
             "repair_timing": "wall time of the repair, compilation included",
-            "ganjax_version": ganjax.__version__,
-            "jax_version": jax.__version__,
-            "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
         },
     }
-    with open(os.path.join(out, RESULT_FILE), "w") as stream:
-        json.dump(results, stream, indent=2)
+    write_json(os.path.join(out, RESULT_FILE), results)
     return results
 
 
@@ -195,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganjax.repair: error: {error}", file=sys.stderr)
         return 2
     provenance = results["provenance"]
-    print(f"{args.method} repair of {provenance['num_images']} {provenance['dataset']} test images under "
-          f"{args.damage} (checkpoint step {provenance['checkpoint_step']}), "
-          f"{results['timings']['images_per_s']:.3g} images/s")
+    print(checkpoint_line(provenance["checkpoint_step"], provenance["workdir"],
+                          f"{args.method} repair of {provenance['num_images']} {provenance['dataset']} test images "
+                          f"under {args.damage}, {results['timings']['images_per_s']:.3g} images/s"))
     for images, scores in results["scores"].items():
         print(f"  {images:>8s}: " + ", ".join(f"{name} {score['mean']:.4g} ± {score['std']:.2g}"
                                                for name, score in scores.items()))
