@@ -135,6 +135,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.classifier.steps_per_call = 1
 
     config.experiment = ml_collections.ConfigDict()
+    # The study: "" chooses by data.subset ("few_label" or long_tail); "repair" is ganjax.studies.repair.
+    config.experiment.study = ""
     config.experiment.strategies = ",".join(names.LONG_TAIL_STRATEGIES)  # comma-separated; see ganjax.names
     config.experiment.num_seeds = 5  # classifier seeds, trained together under jax.vmap
     config.experiment.gan_mode = "two_stage"  # "two_stage" (GAN, then classifier) or "joint"
@@ -197,6 +199,27 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.validation_per_class = 0
     # Steps per jitted call (lax.scan, as train.steps_per_call): the same results, faster on CPU.
     config.semi.steps_per_call = 1
+
+    # Image repair (experiment.study="repair"; ganjax.studies.repair): damaged test images repaired and
+    # judged by the clean classifier. The GAN is experiment.generator_workdir's ("" trains one in WORKDIR/gan).
+    config.repair = ml_collections.ConfigDict()
+    config.repair.damages = "centre:0.5,pixels:0.5"  # comma-separated NAME:SEVERITY (ganjax.names.DAMAGES)
+    config.repair.methods = ",".join(names.REPAIR_METHODS)  # repairs scored, of none, mean, classic, inversion
+    config.repair.num_test = 1000  # test images damaged and repaired (class-stratified, data.seed); 0 = all
+    config.repair.num_validation = 1000  # validation images on which the best classic repair is chosen; 0 = all
+    config.repair.clean_fraction = 0.5  # damage_augment: share of each batch left clean (the rest: a damage each)
+    # Inversion (ganjax.repair.inversion): Adam steps, restarts, the prior's weight lambda, the step size,
+    # the importance window, Poisson blending, images per compiled program.
+    config.repair.steps = 500
+    config.repair.restarts = 4
+    config.repair.prior_weight = 0.003
+    config.repair.learning_rate = 0.03
+    config.repair.window = 7
+    config.repair.blend = False
+    config.repair.batch_size = 16
+    # Classes tried per image: 0 tries every class (Yeh et al.'s rule for a conditional generator);
+    # k > 0 tries the clean classifier's k likeliest classes for the classic repair of the image (K/k times cheaper).
+    config.repair.candidate_classes = 0
     return config
 
 
@@ -401,6 +424,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
         )
     _validate_recognition(given)
     _validate_semi(given)
+    _validate_repair(given)
     return config
 
 
@@ -427,18 +451,20 @@ def _validate_recognition(given: dict) -> None:
                  "experiment.rare_classes", "experiment.ece_bins", "experiment.eval_batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
-    few_label = given["data.subset"] == "few_label"
-    allowed, other = ((names.FEW_LABEL_STRATEGIES, names.LONG_TAIL_STRATEGIES) if few_label
-                      else (names.LONG_TAIL_STRATEGIES, names.FEW_LABEL_STRATEGIES))
+    study = names.study_of(given["data.subset"], given["experiment.study"])
+    allowed = names.STUDY_STRATEGIES[study]
     strategies = names.parse_strategies(given["experiment.strategies"])
     if not strategies:
         raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {allowed}.")
+    meant_for = {"long_tail": "long-tailed data", "few_label": "few labels (data.subset='few_label')",
+                 "repair": "image repair (experiment.study='repair')"}
     for name in strategies:
-        if name in other:
-            meant_for = "long-tailed data" if few_label else "few labels (data.subset='few_label')"
+        owner = next((other for other, listed in names.STUDY_STRATEGIES.items() if name in listed), study)
+        if owner != study:
             raise ValueError(
-                f"Strategy {name!r} in 'experiment.strategies' is for {meant_for}, but data.subset is "
-                f"{given['data.subset']!r}; with this subset choose from {allowed}."
+                f"Strategy {name!r} in 'experiment.strategies' is for {meant_for[owner]}, but this config runs the "
+                f"{study} study (data.subset {given['data.subset']!r}, experiment.study "
+                f"{given['experiment.study']!r}); choose from {allowed}."
             )
         if name not in allowed:
             raise ValueError(
@@ -513,4 +539,27 @@ def _validate_semi(given: dict) -> None:
         raise ValueError(
             f"Config key 'data.labels_per_class' must be positive for a few-label subset, got "
             f"{given['data.labels_per_class']}; a semi-supervised model needs at least one label per class."
+        )
+
+
+def _validate_repair(given: dict) -> None:
+    """Checks of the repair section (see ganjax.studies.repair)."""
+    names.parse_damages(given["repair.damages"])
+    names.parse_repair_methods(given["repair.methods"])
+    for name in ["repair.steps", "repair.restarts", "repair.batch_size"]:
+        if given[name] <= 0:
+            raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    for name in ["repair.num_test", "repair.num_validation", "repair.candidate_classes", "repair.prior_weight"]:
+        if given[name] < 0:
+            raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    if given["repair.learning_rate"] <= 0:
+        raise ValueError(f"Config key 'repair.learning_rate' must be positive, got {given['repair.learning_rate']}.")
+    if given["repair.window"] < 1 or given["repair.window"] % 2 == 0:
+        raise ValueError(f"Config key 'repair.window' must be a positive odd integer, got {given['repair.window']}.")
+    if not 0.0 <= given["repair.clean_fraction"] < 1.0:
+        raise ValueError(f"Config key 'repair.clean_fraction' must be in [0, 1), got {given['repair.clean_fraction']}.")
+    if names.study_of(given["data.subset"], given["experiment.study"]) == "repair" and given["data.subset"] != "none":
+        raise ValueError(
+            f"The repair study trains on the whole training split; data.subset is {given['data.subset']!r}. "
+            "Set data.subset='none'."
         )

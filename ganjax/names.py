@@ -24,12 +24,18 @@ CLASSIFIER_MODELS = ("cnn", "resnet")
 OPTIMIZERS = ("adam", "sgd")
 AUGMENT_PADDINGS = ("reflect", "constant")
 
-# Studies (ganjax.studies). A study is chosen by data.subset: "few_label" runs the few-label
-# study, any other subset the long-tail study. Each strategy is a module of ganjax.studies.strategies.
+# Studies (ganjax.studies). experiment.study names one; "" chooses by data.subset: "few_label"
+# runs the few-label study, any other subset the long-tail study. Each strategy is a module of
+# ganjax.studies.strategies.
+STUDIES = ("long_tail", "few_label", "repair")
 LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment")
 FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
-STUDY_STRATEGIES = {"long_tail": LONG_TAIL_STRATEGIES, "few_label": FEW_LABEL_STRATEGIES}
-STUDY_TITLES = {"long_tail": "Recognition on long-tailed data", "few_label": "Recognition with few labels"}
+# Repair: "clean" is trained on clean images and judges every repair; "damage_augment" is trained
+# with the study's damages as augmentation (the practitioner's alternative to repairing).
+REPAIR_STRATEGIES = ("clean", "damage_augment")
+STUDY_STRATEGIES = {"long_tail": LONG_TAIL_STRATEGIES, "few_label": FEW_LABEL_STRATEGIES, "repair": REPAIR_STRATEGIES}
+STUDY_TITLES = {"long_tail": "Recognition on long-tailed data", "few_label": "Recognition with few labels",
+                "repair": "Image repair judged by recognition"}
 STRATEGY_MODULES = {
     "plain": "classic",
     "reweight": "classic",
@@ -41,12 +47,14 @@ STRATEGY_MODULES = {
     "acgan": "acgan",
     "supervised": "supervised",
     "supervised_augment": "supervised",
+    "clean": "repair",
+    "damage_augment": "repair",
 }
 LONG_TAIL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "rare_class_accuracy", "ece")
 FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
-STUDY_METRICS = {"long_tail": LONG_TAIL_METRICS, "few_label": FEW_LABEL_METRICS}
+STUDY_METRICS = {"long_tail": LONG_TAIL_METRICS, "few_label": FEW_LABEL_METRICS, "repair": FEW_LABEL_METRICS}
 # The metric on which the best strategy is chosen, on the validation split.
-SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy"}
+SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "repair": "accuracy"}
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")
 SYNTHETIC_FILTERS = ("none", "confidence", "discriminator")
@@ -54,8 +62,14 @@ SEMI_ARCHITECTURES = ("mlp", "conv")
 SEMI_GENERATORS = ("mlp", "dcgan")
 
 
-def study_of(subset: str) -> str:
-    """The study that data.subset `subset` runs: "few_label" or "long_tail"."""
+def study_of(subset: str, study: str = "") -> str:
+    """The study a config runs: experiment.study `study` if given, else by data.subset `subset`
+    ("few_label" for the few-label subset, "long_tail" for any other)."""
+    if study:
+        if study not in STUDIES:
+            raise ValueError(f"Config key 'experiment.study' is {study!r}; choose one of {STUDIES} (or \"\" to "
+                             "choose by data.subset).")
+        return study
     return "few_label" if subset == "few_label" else "long_tail"
 
 
@@ -104,6 +118,32 @@ DAMAGE_SEVERITIES = {
 # "known", if noisy) and the damaged region the metrics score is the whole image.
 NOISE_DAMAGES = ("noise", "saltpepper")
 REPAIR_METHODS = ("none", "mean", "classic", "inversion")
+# The repairs that need no generator: the repair study's "best classic" is chosen among them on validation.
+CLASSIC_REPAIRS = ("mean", "classic")
+
+
+def parse_damages(text: str) -> tuple[str, ...]:
+    """Damage specs from a comma-separated list such as "centre:0.5,pixels:0.5", each checked by
+    `parse_damage`; raises ValueError for an empty list or a repeated damage."""
+    specs = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    if not specs:
+        raise ValueError("Config key 'repair.damages' names no damage; list some, e.g. 'centre:0.5,pixels:0.5'.")
+    for spec in specs:
+        parse_damage(spec)
+    if len(set(specs)) != len(specs):
+        raise ValueError(f"Config key 'repair.damages' lists a damage twice: {text!r}.")
+    return specs
+
+
+def parse_repair_methods(text: str) -> tuple[str, ...]:
+    """Repair methods from a comma-separated list such as "none,mean,classic,inversion", each checked,
+    in REPAIR_METHODS order."""
+    methods = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    if not methods:
+        raise ValueError(f"Config key 'repair.methods' names no method; list some of {', '.join(REPAIR_METHODS)}.")
+    for method in methods:
+        check_repair_method(method)
+    return tuple(method for method in REPAIR_METHODS if method in methods)
 
 
 def parse_damage(text: str) -> tuple[str, float | str]:

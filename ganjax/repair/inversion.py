@@ -20,7 +20,8 @@ boundary values (a conjugate-gradient solve).
 
 Choices:
 - Classes: with `labels=None` every class of the conditional generator is tried and each image keeps
-  its best (lowest context loss) class; `labels` [N] fixes each image's class (K times cheaper).
+  its best (lowest context loss) class; `labels` [N] fixes each image's class (K times cheaper), and
+  `labels` [N, k] tries k candidate classes per image (e.g. a classifier's k likeliest; K/k times cheaper).
 - Latent: the generator's N(0, I) noise. Yeh et al. clip their uniform z to [-1, 1]; a Gaussian
   latent has no box, and the prior term keeps z where D finds G(z) real.
 - Defaults: lambda = DEFAULT_PRIOR_WEIGHT = 0.003 and window = 7, the paper's; L = DEFAULT_STEPS =
@@ -174,7 +175,7 @@ def generator_image_shape(generator: TrainedGenerator) -> tuple[int, int, int]:
 
 def check_generator(generator: TrainedGenerator, images: np.ndarray, labels=None) -> np.ndarray | None:
     """Checks that `generator` makes images of the shape of `images` [N, H, W, C] and knows every class
-    of `labels` [N] (if given); returns labels as int32. ValueError naming the mismatch otherwise."""
+    of `labels` [N] or [N, k] (if given); returns labels as int32. ValueError naming the mismatch otherwise."""
     made = generator_image_shape(generator)
     if tuple(images.shape[1:]) != made:
         raise ValueError(
@@ -185,9 +186,10 @@ def check_generator(generator: TrainedGenerator, images: np.ndarray, labels=None
     if labels is None:
         return None
     labels = np.asarray(labels)
-    if labels.shape != images.shape[:1] or labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must be [N] = {images.shape[:1]} integers, one class per image; got shape "
-                         f"{labels.shape} dtype {labels.dtype}.")
+    if labels.shape[:1] != images.shape[:1] or labels.ndim not in (1, 2) or labels.dtype.kind not in "iu" \
+            or (labels.ndim == 2 and labels.shape[1] == 0):
+        raise ValueError(f"labels must be [N] = {images.shape[:1]} integers, one class per image, or [N, k] "
+                         f"candidate classes per image; got shape {labels.shape} dtype {labels.dtype}.")
     if labels.size and (labels.min() < 0 or labels.max() >= generator.num_classes):
         raise ValueError(
             f"labels span [{labels.min()}, {labels.max()}] but the generator has {generator.num_classes} classes; "
@@ -227,7 +229,7 @@ def _invert(generator, images, mask, weights, key, labels, *, keep_known, blend,
             candidate_labels = np.broadcast_to(np.arange(generator.num_classes, dtype=np.int32),
                                                (chunk, generator.num_classes))
         else:
-            candidate_labels = labels[rows][:, None]
+            candidate_labels = labels[rows] if labels.ndim == 2 else labels[rows][:, None]
         initial_latents = jax.random.normal(
             jax.random.fold_in(key, index), (chunk, candidate_labels.shape[1], restarts, noise_dim), jnp.float32
         )
@@ -266,7 +268,8 @@ def inpaint(
     """Fills the missing pixels of `images` [N, H, W, C] in [-1, 1] (mask [N, H, W], 1 = known) by
     inverting `generator` (module docstring); the known pixels are kept exactly.
 
-    labels: [N] classes of the images, or None to try every class and keep the best per image.
+    labels: [N] classes of the images, [N, k] candidate classes per image (the best kept), or None to try
+      every class and keep the best per image.
     key: draws the restarts' initial latents (batch i of `batch_size` images: fold_in(key, i)).
     Returns an InpaintResult (result.images are the repaired images).
 
@@ -306,7 +309,7 @@ def denoise(
                    batch_size=batch_size, progress=progress)
 
 
-def inversion_settings(generator: TrainedGenerator, *, labels_given: bool = False, steps: int = DEFAULT_STEPS,
+def inversion_settings(generator: TrainedGenerator, *, labels_given: bool | str = False, steps: int = DEFAULT_STEPS,
                        restarts: int = DEFAULT_RESTARTS, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
                        learning_rate: float = DEFAULT_LEARNING_RATE, window: int = IMPORTANCE_WINDOW,
                        blend: bool = False, noise: bool = False) -> dict:
@@ -319,7 +322,8 @@ def inversion_settings(generator: TrainedGenerator, *, labels_given: bool = Fals
         "prior_loss": f"generator loss '{generator.config.gan.loss}' on D(G(z, y), y)",
         "optimizer": f"adam lr {learning_rate} b1 0.9 b2 0.999",
         "latent": f"z ~ N(0, I), {generator.config.model.noise_dim} dims, unconstrained",
-        "classes": "given labels" if labels_given else f"all {generator.num_classes} tried, best context loss kept",
+        "classes": (labels_given if isinstance(labels_given, str) else "given labels" if labels_given
+                    else f"all {generator.num_classes} tried, best context loss kept"),
         "context_loss": ("L1 on every pixel, weight 1; output G(z*)" if noise else
                          f"L1 on the known pixels, importance-weighted over a {window}x{window} window; "
                          "known pixels kept"),

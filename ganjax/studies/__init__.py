@@ -1,7 +1,9 @@
 """Studies: tables of strategies run by one engine (ganjax.studies.engine).
 
   long_tail   GAN-augmented recognition on long-tailed data (data.subset other than "few_label");
-  few_label   the discriminator as the classifier when labels are few (data.subset "few_label").
+  few_label   the discriminator as the classifier when labels are few (data.subset "few_label");
+  repair      damaged images repaired (classic repairs, generator inversion) and judged by a
+              classifier (experiment.study "repair").
 
 From Python: `ganjax.studies.run(config, workdir)`, or `ganjax.run_experiment`.
 """
@@ -12,10 +14,10 @@ import importlib
 
 
 def study_module(config):
-    """The module of the study that `config` runs (chosen by data.subset)."""
+    """The module of the study that `config` runs (experiment.study, or by data.subset)."""
     from ganjax.names import study_of
 
-    return importlib.import_module(f"ganjax.studies.{study_of(config.data.subset)}")
+    return importlib.import_module(f"ganjax.studies.{study_of(config.data.subset, config.experiment.study)}")
 
 
 def run(config, workdir: str, progress: bool = True) -> dict:

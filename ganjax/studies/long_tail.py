@@ -267,7 +267,7 @@ def rarest_classes(counts: np.ndarray, how_many: int) -> np.ndarray:
 # --- The study: data, the validation split, the GAN, the report's description.
 
 
-def validation_split(full_train: data.Dataset, config, workdir: str) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(full_train: data.Dataset, config, workdir: str, study: str = "long_tail") -> tuple[np.ndarray, np.ndarray]:
     """(training part, validation part): indices into `full_train`. The validation part is
     round(experiment.validation_fraction x count) images of every class with two or more (at
     least one, never all), drawn with data.seed (`engine.carve_validation`)."""
@@ -275,7 +275,7 @@ def validation_split(full_train: data.Dataset, config, workdir: str) -> tuple[np
     fraction = config.experiment.validation_fraction
     sizes = np.where(counts >= 2, np.clip(np.round(fraction * counts), 1, counts - 1), 0).astype(np.int64)
     validation = carve_validation(workdir, full_train.labels, np.arange(len(full_train)), sizes, config.data.seed,
-                                  {"study": "long_tail", "validation_fraction": fraction})
+                                  {"study": study, "validation_fraction": fraction})
     return np.setdiff1d(np.arange(len(full_train)), validation).astype(np.int64), validation
 
 

@@ -72,6 +72,19 @@ def test_inversion_compiles_one_program_for_every_batch(generator, generated):
     np.testing.assert_array_equal(result.labels, np.concatenate([labels, labels[:1]]))
 
 
+def test_candidate_classes_per_image_keep_one_of_them(generator, generated):
+    truth, labels = generated
+    damaged, mask = damage("centre:0.5", jax.random.key(10), truth)
+    # Each image's true class and a wrong one, in either order: the chosen class is one of the two.
+    wrong = (labels + 1) % 10
+    candidates = np.stack([np.where(np.arange(len(labels)) % 2, labels, wrong),
+                           np.where(np.arange(len(labels)) % 2, wrong, labels)], axis=1).astype(np.int32)
+    result = inpaint(generator, damaged, mask, jax.random.key(11), labels=candidates, **FAST)
+    assert np.all((result.labels == candidates[:, 0]) | (result.labels == candidates[:, 1]))
+    with pytest.raises(ValueError, match=r"or \[N, k\] candidate classes"):
+        inpaint(generator, damaged, mask, jax.random.key(11), labels=candidates[:, :0], **FAST)
+
+
 def test_poisson_blend_recovers_the_truth_from_a_fill_off_by_a_constant():
     rows, columns = jnp.meshgrid(jnp.linspace(-0.6, 0.6, 16), jnp.linspace(-0.5, 0.5, 16), indexing="ij")
     truth = jnp.tile((rows + 0.5 * columns)[None, ..., None], (4, 1, 1, 1))
