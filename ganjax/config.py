@@ -220,6 +220,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Classes tried per image: 0 tries every class (Yeh et al.'s rule for a conditional generator);
     # k > 0 tries the clean classifier's k likeliest classes for the classic repair of the image (K/k times cheaper).
     config.repair.candidate_classes = 0
+    # Warm start (ganjax.repair.encoder): > 0 trains an encoder this many steps to invert the generator
+    # on its own samples under the study's damages, and starts one restart per candidate at E(x); 0 = off.
+    config.repair.encoder_steps = 0
     return config
 
 
@@ -549,7 +552,8 @@ def _validate_repair(given: dict) -> None:
     for name in ["repair.steps", "repair.restarts", "repair.batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
-    for name in ["repair.num_test", "repair.num_validation", "repair.candidate_classes", "repair.prior_weight"]:
+    for name in ["repair.num_test", "repair.num_validation", "repair.candidate_classes", "repair.prior_weight",
+                 "repair.encoder_steps"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
     if given["repair.learning_rate"] <= 0:

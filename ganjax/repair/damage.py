@@ -176,6 +176,18 @@ def damage(spec: str, key: jax.Array, images) -> tuple[jax.Array, jax.Array]:
     return damage_function(spec)(key, images)
 
 
+def damage_mixture(key: jax.Array, images: jax.Array, specs: tuple[str, ...], clean_fraction: float) -> jax.Array:
+    """images [B, H, W, C] in [-1, 1] with each image, independently, kept clean with probability
+    `clean_fraction` and otherwise damaged by one of `specs` chosen uniformly: training data for a
+    classifier or an encoder that must cope with the damages. Pure and jit-friendly (specs static)."""
+    choice_key, *keys = jax.random.split(key, len(specs) + 1)
+    versions = jnp.stack([images] + [damage_function(spec)(k, images)[0] for spec, k in zip(specs, keys)])
+    draw = jax.random.uniform(choice_key, (images.shape[0],))
+    damaged_choice = jnp.floor((draw - clean_fraction) / (1.0 - clean_fraction) * len(specs)).astype(jnp.int32)
+    which = jnp.where(draw < clean_fraction, 0, 1 + jnp.clip(damaged_choice, 0, len(specs) - 1))
+    return versions[which, jnp.arange(images.shape[0])]
+
+
 def is_noise(spec: str) -> bool:
     """Whether the damage `spec` is a noise damage (mask all ones, scored on the whole image)."""
     return parse_damage(spec)[0] in NOISE_DAMAGES

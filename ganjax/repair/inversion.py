@@ -214,10 +214,15 @@ def _check_settings(steps, restarts, prior_weight, learning_rate, window, batch_
 
 
 def _invert(generator, images, mask, weights, key, labels, *, keep_known, blend, steps, restarts, prior_weight,
-            learning_rate, batch_size, progress) -> InpaintResult:
+            learning_rate, batch_size, progress, initial_latents=None) -> InpaintResult:
     labels = check_generator(generator, images, labels)
-    source = generator_source(generator.state, generator.use_ema)
     noise_dim = generator.config.model.noise_dim
+    if initial_latents is not None:
+        initial_latents = np.asarray(initial_latents, np.float32)
+        if initial_latents.shape != (len(images), noise_dim):
+            raise ValueError(f"initial_latents must be [N, Z] = {(len(images), noise_dim)} (one latent per image, "
+                             f"the generator's noise_dim), got {initial_latents.shape}.")
+    source = generator_source(generator.state, generator.use_ema)
     count = len(images)
     chunk = min(batch_size, count)
     starts = range(0, count, chunk)
@@ -230,11 +235,13 @@ def _invert(generator, images, mask, weights, key, labels, *, keep_known, blend,
                                                (chunk, generator.num_classes))
         else:
             candidate_labels = labels[rows] if labels.ndim == 2 else labels[rows][:, None]
-        initial_latents = jax.random.normal(
+        starts_at = jax.random.normal(
             jax.random.fold_in(key, index), (chunk, candidate_labels.shape[1], restarts, noise_dim), jnp.float32
         )
+        if initial_latents is not None:  # restart 0 of every candidate class starts at the given latent
+            starts_at = starts_at.at[:, :, 0].set(jnp.asarray(initial_latents[rows])[:, None])
         result = _invert_batch(
-            source, images[rows], weights[rows], jnp.asarray(candidate_labels), initial_latents,
+            source, images[rows], weights[rows], jnp.asarray(candidate_labels), starts_at,
             jnp.float32(learning_rate), jnp.float32(prior_weight), steps=int(steps), gan_loss=generator.config.gan.loss,
         )
         taken = min(chunk, count - start)
@@ -264,6 +271,7 @@ def inpaint(
     blend: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    initial_latents=None,
 ) -> InpaintResult:
     """Fills the missing pixels of `images` [N, H, W, C] in [-1, 1] (mask [N, H, W], 1 = known) by
     inverting `generator` (module docstring); the known pixels are kept exactly.
@@ -271,6 +279,8 @@ def inpaint(
     labels: [N] classes of the images, [N, k] candidate classes per image (the best kept), or None to try
       every class and keep the best per image.
     key: draws the restarts' initial latents (batch i of `batch_size` images: fold_in(key, i)).
+    initial_latents: [N, Z] or None: restart 0 of every candidate starts there instead (an encoder's
+      warm start, `ganjax.repair.encoder.encode`); the other restarts stay random.
     Returns an InpaintResult (result.images are the repaired images).
 
     Raises ValueError for a mask of another shape, an image with every pixel missing, a generator
@@ -282,7 +292,7 @@ def inpaint(
     weights = np.asarray(importance_weights(mask, window))
     return _invert(generator, images, mask, weights, key, labels, keep_known=True, blend=blend, steps=steps,
                    restarts=restarts, prior_weight=prior_weight, learning_rate=learning_rate,
-                   batch_size=batch_size, progress=progress)
+                   batch_size=batch_size, progress=progress, initial_latents=initial_latents)
 
 
 def denoise(
@@ -297,6 +307,7 @@ def denoise(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    initial_latents=None,
 ) -> InpaintResult:
     """Denoises `images` [N, H, W, C] in [-1, 1] (noise or salt and pepper) by inverting `generator`:
     the context loss weighs every pixel by 1 and the result is G(z*, y*) (module docstring).
@@ -306,7 +317,7 @@ def denoise(
     _check_settings(steps, restarts, prior_weight, learning_rate, IMPORTANCE_WINDOW, batch_size)
     return _invert(generator, images, mask, mask, key, labels, keep_known=False, blend=False, steps=steps,
                    restarts=restarts, prior_weight=prior_weight, learning_rate=learning_rate,
-                   batch_size=batch_size, progress=progress)
+                   batch_size=batch_size, progress=progress, initial_latents=initial_latents)
 
 
 def inversion_settings(generator: TrainedGenerator, *, labels_given: bool | str = False, steps: int = DEFAULT_STEPS,

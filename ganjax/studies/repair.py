@@ -143,8 +143,34 @@ def repair_images(context: StudyContext, method: str, spec: str, damaged, mask, 
         classic = np.asarray(repair("classic", damaged, mask, repair_key, damage=spec))
         labels = candidate_classes(classify(classic), config.repair.candidate_classes)
     generator = long_tail.trained_generator(context)
+    options = inversion_options(config, spec)
+    if config.repair.encoder_steps:
+        from ganjax.repair.encoder import encode
+
+        options["initial_latents"] = encode(trained_encoder(context), damaged)
     return np.asarray(repair("inversion", damaged, mask, repair_key, damage=spec, generator=generator,
-                             labels=labels, **inversion_options(config, spec)))
+                             labels=labels, **options))
+
+
+def trained_encoder(context: StudyContext):
+    """The encoder warm start (ganjax.repair.encoder), trained once per run for repair.encoder_steps
+    steps on the generator's samples under the study's damages; its wall time in resources."""
+
+    def build():
+        from ganjax.repair.encoder import train_encoder
+
+        config = context.config
+        start = time.perf_counter()
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), REPAIR_STREAM), len(SPLITS))
+        state, losses = train_encoder(long_tail.trained_generator(context), key,
+                                      damages=names.parse_damages(config.repair.damages),
+                                      clean_fraction=config.repair.clean_fraction, steps=config.repair.encoder_steps,
+                                      progress=context.progress)
+        context.resources["encoder"] = {"seconds": time.perf_counter() - start, "final_loss": float(losses[-1]),
+                                        "first_loss": float(losses[0])}
+        return state
+
+    return context.resource("encoder_state", build)
 
 
 def score(labels: np.ndarray, logits: np.ndarray, clean=None, repaired=None, region=None) -> dict:
@@ -305,7 +331,9 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
         "damages": list(names.parse_damages(config.repair.damages)),
         "methods": list(names.parse_repair_methods(config.repair.methods)),
         "inversion": {key: config.repair[key] for key in ("steps", "restarts", "prior_weight", "learning_rate",
-                                                          "window", "blend", "batch_size", "candidate_classes")},
+                                                          "window", "blend", "batch_size", "candidate_classes",
+                                                          "encoder_steps")},
+        "encoder": records.get("clean", {}).get("encoder"),
         "gan": gan,
         "repair_table": repair_table(records),
         "grid_files": records.get("clean", {}).get("grid_files", {}),
@@ -386,6 +414,10 @@ def notes(meta: dict) -> str:
         f"{inversion['blend']}, classes tried: "
         + ("all" if not inversion["candidate_classes"] else
            f"the clean classifier's {inversion['candidate_classes']} likeliest on the classic repair")
+        + ("" if not inversion["encoder_steps"] else
+           f"; warm start: one restart per candidate at E(x), an encoder trained {inversion['encoder_steps']} steps "
+           f"on the generator's damaged samples ({meta['encoder']['seconds']:.0f} s, regression loss "
+           f"{meta['encoder']['first_loss']:.3f} -> {meta['encoder']['final_loss']:.3f})")
         + (f"; GAN {gan['workdir']} at step {gan['checkpoint_step']}." if gan else "."),
         f"- Grids (clean, damaged, repairs; seed 0): {meta['grid_files']}.",
         f"- Budget: {meta['budget']['classifier_steps']} classifier steps at batch "

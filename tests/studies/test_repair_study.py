@@ -11,9 +11,8 @@ import pytest
 from conftest import make_tiny_config
 from ganjax import data, names
 from ganjax.config import validate_config
-from ganjax.repair.damage import MISSING_VALUE
+from ganjax.repair.damage import MISSING_VALUE, damage_mixture
 from ganjax.studies import repair as repair_study
-from ganjax.studies.strategies.repair import damage_mixture
 
 
 def repair_config(generator_workdir: str):
@@ -33,6 +32,7 @@ def repair_config(generator_workdir: str):
     config.repair.restarts = 1
     config.repair.batch_size = 16
     config.repair.candidate_classes = 2
+    config.repair.encoder_steps = 5
     return validate_config(config)
 
 
@@ -69,6 +69,8 @@ def test_repair_study_writes_one_table_with_every_column(repair_run):
     for name in meta["grid_files"].values():
         assert os.path.exists(os.path.join(workdir, name))
     assert meta["scored_images"] == {"validation": 30, "test": 40}
+    assert meta["encoder"]["seconds"] > 0 and np.isfinite(meta["encoder"]["final_loss"])
+    assert "warm start" in text
 
 
 def test_repair_study_chooses_the_best_classic_repair_on_validation(repair_run):

@@ -11,9 +11,9 @@ images unrepaired.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from ganjax import names
+from ganjax.repair.damage import damage_mixture
 from ganjax.steps import ClassifierStepSpec, make_classifier_step
 from ganjax.studies import long_tail, repair
 from ganjax.studies.engine import Strategy, StudyContext
@@ -22,19 +22,6 @@ from ganjax.studies.strategies.classic import classifier_strategy
 # The config sections that define these strategies' results: the classifier's, the repairs', and
 # the GAN's (the inversion repairs with it).
 SECTIONS = long_tail.CLASSIFIER_SECTIONS + ("repair",) + long_tail.GAN_SECTIONS
-
-
-def damage_mixture(key: jax.Array, images: jax.Array, specs: tuple[str, ...], clean_fraction: float) -> jax.Array:
-    """images [B, H, W, C] in [-1, 1] with each image, independently, kept clean with probability
-    `clean_fraction` and otherwise damaged by one of `specs` chosen uniformly (its damaged pixels)."""
-    from ganjax.repair.damage import damage_function
-
-    choice_key, *keys = jax.random.split(key, len(specs) + 1)
-    versions = jnp.stack([images] + [damage_function(spec)(k, images)[0] for spec, k in zip(specs, keys)])
-    draw = jax.random.uniform(choice_key, (images.shape[0],))
-    damaged_choice = jnp.floor((draw - clean_fraction) / (1.0 - clean_fraction) * len(specs)).astype(jnp.int32)
-    which = jnp.where(draw < clean_fraction, 0, 1 + jnp.clip(damaged_choice, 0, len(specs) - 1))
-    return versions[which, jnp.arange(images.shape[0])]
 
 
 def make_damage_augment_step(spec: ClassifierStepSpec, damages: tuple[str, ...], clean_fraction: float):
@@ -58,7 +45,8 @@ def make(name: str, context: StudyContext) -> Strategy:
 
         def finish(states, context, evaluate):
             scores = repair.repair_scores(context, strategy.classifiers(states), strategy.logits, repaired=True)
-            return {"repair": scores, "grid_files": repair.write_grids(context)}
+            return {"repair": scores, "grid_files": repair.write_grids(context),
+                    "encoder": context.resources.get("encoder")}
 
     else:
         damages = names.parse_damages(config.repair.damages)
