@@ -23,7 +23,7 @@ but the figures are not comparable to 10,000-image FIDs), so KID, which is unbia
 reported beside it.
 
 Prints FID and KID for both treatments and ends with the line `better=running|standing`
-(running on a tie, as the default). Reference features go through ganjax.evaluate's cache.
+(on a tie, the default, ganjax.sample.DEFAULT_BN_STATISTICS). Reference features go through ganjax.evaluate's cache.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
 from ganjax.provenance import checkpoint_line, run_provenance, write_json
-from ganjax.sample import BN_STATISTICS, STANDING_NUM_BATCHES, load_generator
+from ganjax.sample import BN_STATISTICS, DEFAULT_BN_STATISTICS, STANDING_NUM_BATCHES, load_generator
 
 
 def bn_statistics_fid(
@@ -115,7 +115,7 @@ def bn_statistics_fid(
         generators[treatment] = evaluate.generator_provenance(generator)
         timings[f"{treatment}_s"] = time.perf_counter() - start
     # Chosen on the training carve only; a tie keeps the default.
-    better = min(BN_STATISTICS, key=lambda treatment: (fid[treatment]["train_selection"], treatment != "running"))
+    better = min(BN_STATISTICS, key=lambda treatment: (fid[treatment]["train_selection"], treatment != DEFAULT_BN_STATISTICS))
     return {
         "fid": fid,
         "kid": kid,

@@ -33,7 +33,7 @@ from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
 from ganjax.provenance import checkpoint_line, run_provenance, write_json
-from ganjax.sample import BN_STATISTICS, TrainedGenerator, check_bn_statistics, load_generator
+from ganjax.sample import BN_STATISTICS, DEFAULT_BN_STATISTICS, TrainedGenerator, check_bn_statistics, load_generator
 
 RESULT_FILE = "eval.json"
 METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas", "is")
@@ -105,7 +105,7 @@ def evaluate(
     cas_steps: int = feature_extractors.DOMAIN_CLASSIFIER_STEPS,
     train_classifier: bool = True,
     reference_cache: bool = True,
-    bn_statistics: str = "running",
+    bn_statistics: str = DEFAULT_BN_STATISTICS,
     output: str | None = None,
 ) -> dict:
     """Scores `num` samples of the generator checkpoint `step` (default latest) in `workdir`
@@ -241,8 +241,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--classifier-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--cas-steps", type=int, default=feature_extractors.DOMAIN_CLASSIFIER_STEPS)
     parser.add_argument("--inception-weights", default=None, help="converted .npz (tools/convert_inception.py)")
-    parser.add_argument("--bn-statistics", default="running", choices=BN_STATISTICS,
-                        help="the generator's BatchNorm statistics (ganjax.sample): running (default) or standing")
+    parser.add_argument("--bn-statistics", default=DEFAULT_BN_STATISTICS, choices=BN_STATISTICS,
+                        help="the generator's BatchNorm statistics (ganjax.sample): running or standing (default)")
     parser.add_argument("--no-reference-cache", action="store_true",
                         help="recompute the real split's features instead of using $GANJAX_CACHE/reference_features")
     parser.add_argument("--out", default=None, help=f"output path (default: WORKDIR/{RESULT_FILE})")

@@ -6,7 +6,9 @@
 BatchNorm statistics for sampling (`bn_statistics`): "running" uses the running averages
 that training kept, which belong to the raw generator's weights even when sampling with
 their EMA; "standing" replaces them by standing statistics of the weights that sample
-(`standing_batch_stats`, as PyTorch-StudioGAN's `standing_statistics`).
+(`standing_batch_stats`, as PyTorch-StudioGAN's `standing_statistics`). Standing is the default
+(DEFAULT_BN_STATISTICS): on the main job's checkpoint it gave the lower FID against training images
+(BENCHMARKS.md, "BatchNorm statistics for sampling").
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from ganjax.config import config_from_dict
 from ganjax.state import GANState, ModelState, create_gan_state
 
 BN_STATISTICS = ("running", "standing")
+# What sampling uses unless told otherwise (chosen on a training-split FID: BENCHMARKS.md, "BatchNorm
+# statistics for sampling").
+DEFAULT_BN_STATISTICS = "standing"
 STANDING_NUM_BATCHES = 100  # batches of the training batch size: 6,400 images at batch 64
 # Standing statistics draw their noise from their own stream of `standing_seed`, so that
 # sampling with `jax.random.key(seed)` never reuses their key when the two seeds are equal.
@@ -157,7 +162,7 @@ class TrainedGenerator:
     class_names: tuple[str, ...]
     step: int
     use_ema: bool = True
-    bn_statistics: str = "running"
+    bn_statistics: str = DEFAULT_BN_STATISTICS
     standing: dict | None = None
 
     def sample(self, key: jax.Array, labels: Any) -> np.ndarray:
@@ -187,7 +192,7 @@ def load_generator(
     workdir: str,
     step: int | None = None,
     use_ema: bool = True,
-    bn_statistics: str = "running",
+    bn_statistics: str = DEFAULT_BN_STATISTICS,
     *,
     standing_num_batches: int = STANDING_NUM_BATCHES,
     standing_batch_size: int | None = None,
@@ -244,9 +249,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default="samples.png", help="PNG grid path")
     parser.add_argument("--npz", default=None, help="also write x (float32 in [-1, 1]) and y here")
     parser.add_argument("--no-ema", action="store_true", help="use raw generator weights, not the EMA")
-    parser.add_argument("--bn-statistics", default="running", choices=BN_STATISTICS,
-                        help="BatchNorm statistics: the checkpoint's running averages (default) or standing "
-                             f"statistics of the sampling weights ({STANDING_NUM_BATCHES} training-size batches)")
+    parser.add_argument("--bn-statistics", default=DEFAULT_BN_STATISTICS, choices=BN_STATISTICS,
+                        help="BatchNorm statistics: the checkpoint's running averages, or standing statistics of "
+                             f"the sampling weights ({STANDING_NUM_BATCHES} training-size batches; the default)")
     args = parser.parse_args(argv)
     if args.num <= 0:
         parser.error(f"--num must be positive, got {args.num}")
