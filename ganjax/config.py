@@ -223,6 +223,25 @@ def default_config() -> ml_collections.ConfigDict:
     # Warm start (ganjax.repair.encoder): > 0 trains an encoder this many steps to invert the generator
     # on its own samples under the study's damages, and starts one restart per candidate at E(x); 0 = off.
     config.repair.encoder_steps = 0
+
+    # Adversarial robustness (experiment.study="robust"; ganjax.studies.robust): classifiers trained by the
+    # strategies standard, pgd_at, trades and pgd_at_generated, evaluated under L-inf PGD and APGD-CE.
+    # Budgets are on the [0, 1] pixel scale whatever the images' range (ganjax.attacks). The usual
+    # budget is 8/255 for CIFAR-like images; ganjax's datasets are MNIST-like (digits, Fashion-MNIST),
+    # for which 0.1 is the default here.
+    config.robust = ml_collections.ConfigDict()
+    config.robust.eps = 0.1  # L-inf budget of the evaluation attacks
+    config.robust.train_eps = 0.1  # L-inf budget of the training attacks (pgd_at, trades, pgd_at_generated)
+    config.robust.train_steps = 7  # PGD steps per training step
+    config.robust.train_step_size = 0.0  # PGD step size in training; 0 = 2.5 train_eps / train_steps
+    config.robust.eval_steps = 20  # PGD steps in evaluation (step size 2.5 eps / eval_steps)
+    config.robust.apgd_steps = 100  # APGD-CE iterations in evaluation (Croce & Hein 2020: 100)
+    config.robust.eval_restarts = 1  # random restarts of each evaluation attack
+    config.robust.trades_beta = 6.0  # TRADES: weight of KL(f(x) || f(x_adv)) (Zhang et al. 2019: 6 on CIFAR-10)
+    # pgd_at_generated: share of each batch made inside the step by the conditional GAN, labels uniform.
+    config.robust.generated_fraction = 0.5
+    config.robust.num_test = 1000  # test images attacked (class-stratified, data.seed); 0 = all
+    config.robust.num_validation = 500  # validation images attacked (the best strategy is chosen on them); 0 = all
     return config
 
 
@@ -428,6 +447,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     _validate_recognition(given)
     _validate_semi(given)
     _validate_repair(given)
+    _validate_robust(given)
     return config
 
 
@@ -460,7 +480,8 @@ def _validate_recognition(given: dict) -> None:
     if not strategies:
         raise ValueError(f"Config key 'experiment.strategies' names no strategy; use some of {allowed}.")
     meant_for = {"long_tail": "long-tailed data", "few_label": "few labels (data.subset='few_label')",
-                 "repair": "image repair (experiment.study='repair')"}
+                 "repair": "image repair (experiment.study='repair')",
+                 "robust": "adversarial robustness (experiment.study='robust')"}
     for name in strategies:
         owner = next((other for other, listed in names.STUDY_STRATEGIES.items() if name in listed), study)
         if owner != study:
@@ -567,3 +588,46 @@ def _validate_repair(given: dict) -> None:
             f"The repair study trains on the whole training split; data.subset is {given['data.subset']!r}. "
             "Set data.subset='none'."
         )
+
+
+def _validate_robust(given: dict) -> None:
+    """Checks of the robust section (see ganjax.studies.robust)."""
+    for name in ["robust.eps", "robust.train_eps"]:
+        if not 0.0 < given[name] <= 1.0:
+            raise ValueError(
+                f"Config key {name!r} is {given[name]}; it is an L-inf budget on the [0, 1] pixel scale, so it "
+                f"must be in (0, 1]: e.g. 0.1 for MNIST-like images, 8/255 = {8 / 255:.4f} for CIFAR (not 8)."
+            )
+    for name in ["robust.train_steps", "robust.eval_steps", "robust.apgd_steps", "robust.eval_restarts"]:
+        if given[name] < 1:
+            raise ValueError(f"Config key {name!r} must be at least 1, got {given[name]}.")
+    if not 0.0 <= given["robust.train_step_size"] <= 1.0:
+        raise ValueError(
+            f"Config key 'robust.train_step_size' must be in [0, 1] (the [0, 1] pixel scale; 0 = 2.5 train_eps / "
+            f"train_steps), got {given['robust.train_step_size']}."
+        )
+    for name in ["robust.trades_beta", "robust.num_test", "robust.num_validation"]:
+        if given[name] < 0:
+            raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    fraction = given["robust.generated_fraction"]
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(
+            f"Config key 'robust.generated_fraction' must be in (0, 1) (the share of each pgd_at_generated batch "
+            f"that the GAN makes), got {fraction}."
+        )
+    if names.study_of(given["data.subset"], given["experiment.study"]) != "robust":
+        return
+    if given["data.subset"] != "none":
+        raise ValueError(
+            f"The robust study trains on the whole training split; data.subset is {given['data.subset']!r}. "
+            "Set data.subset='none'."
+        )
+    if "pgd_at_generated" in names.parse_strategies(given["experiment.strategies"]):
+        batch_size = given["classifier.batch_size"]
+        generated = int(round(fraction * batch_size))
+        if not 1 <= generated <= batch_size - 1:
+            raise ValueError(
+                f"Config key 'robust.generated_fraction'={fraction} of classifier.batch_size={batch_size} gives "
+                f"{generated} generated images per step; pgd_at_generated needs at least one generated and one "
+                "real image: raise classifier.batch_size or move the fraction towards 0.5."
+            )

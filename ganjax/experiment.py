@@ -3,8 +3,10 @@
     python -m ganjax.experiment --config configs/fashion_mnist_lt.py --workdir DIR \
         [--config.experiment.num_seeds=3 ...]
 
-data.subset "few_label" runs the few-label study (ganjax.studies.few_label), any other subset
-the long-tail study (ganjax.studies.long_tail), both on the one engine (ganjax.studies.engine).
+experiment.study names the study: "repair" (ganjax.studies.repair) or "robust"
+(ganjax.studies.robust); "" chooses by data.subset: "few_label" runs the few-label study
+(ganjax.studies.few_label), any other subset the long-tail study (ganjax.studies.long_tail). All run
+on the one engine (ganjax.studies.engine).
 Writes DIR/report.json, DIR/report.md, DIR/confusion_matrix.png, DIR/per_class_recall.png and
 DIR/strategies/NAME.json per finished strategy (a rerun reuses those made with the same
 defining config). From Python: `ganjax.experiment.run_experiment(config, workdir)`.

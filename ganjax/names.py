@@ -27,15 +27,20 @@ AUGMENT_PADDINGS = ("reflect", "constant")
 # Studies (ganjax.studies). experiment.study names one; "" chooses by data.subset: "few_label"
 # runs the few-label study, any other subset the long-tail study. Each strategy is a module of
 # ganjax.studies.strategies.
-STUDIES = ("long_tail", "few_label", "repair")
+STUDIES = ("long_tail", "few_label", "repair", "robust")
 LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment")
 FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
 # Repair: "clean" is trained on clean images and judges every repair; "damage_augment" is trained
 # with the study's damages as augmentation (the practitioner's alternative to repairing).
 REPAIR_STRATEGIES = ("clean", "damage_augment")
-STUDY_STRATEGIES = {"long_tail": LONG_TAIL_STRATEGIES, "few_label": FEW_LABEL_STRATEGIES, "repair": REPAIR_STRATEGIES}
+# Adversarial robustness (ganjax.studies.robust): clean training, PGD adversarial training (Madry et al.
+# 2018), TRADES (Zhang et al. 2019), and PGD adversarial training on real plus generated images
+# (Gowal et al. 2021).
+ROBUST_STRATEGIES = ("standard", "pgd_at", "trades", "pgd_at_generated")
+STUDY_STRATEGIES = {"long_tail": LONG_TAIL_STRATEGIES, "few_label": FEW_LABEL_STRATEGIES, "repair": REPAIR_STRATEGIES,
+                    "robust": ROBUST_STRATEGIES}
 STUDY_TITLES = {"long_tail": "Recognition on long-tailed data", "few_label": "Recognition with few labels",
-                "repair": "Image repair judged by recognition"}
+                "repair": "Image repair judged by recognition", "robust": "Adversarial robustness"}
 STRATEGY_MODULES = {
     "plain": "classic",
     "reweight": "classic",
@@ -49,12 +54,22 @@ STRATEGY_MODULES = {
     "supervised_augment": "supervised",
     "clean": "repair",
     "damage_augment": "repair",
+    "standard": "robust",
+    "pgd_at": "robust",
+    "trades": "robust",
+    "pgd_at_generated": "robust",
 }
 LONG_TAIL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "rare_class_accuracy", "ece")
 FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
-STUDY_METRICS = {"long_tail": LONG_TAIL_METRICS, "few_label": FEW_LABEL_METRICS, "repair": FEW_LABEL_METRICS}
+# Robust study: clean accuracy on the whole split, then on the attacked (scored) images clean accuracy,
+# accuracy under PGD and under APGD-CE, and the worst case per image (robust only if clean-correct
+# and no attack fools it).
+ROBUST_METRICS = ("accuracy", "clean_accuracy", "pgd_accuracy", "apgd_ce_accuracy", "robust_accuracy")
+STUDY_METRICS = {"long_tail": LONG_TAIL_METRICS, "few_label": FEW_LABEL_METRICS, "repair": FEW_LABEL_METRICS,
+                 "robust": ROBUST_METRICS}
 # The metric on which the best strategy is chosen, on the validation split.
-SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "repair": "accuracy"}
+SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "repair": "accuracy",
+                    "robust": "robust_accuracy"}
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")
 SYNTHETIC_FILTERS = ("none", "confidence", "discriminator")

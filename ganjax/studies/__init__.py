@@ -3,7 +3,9 @@
   long_tail   GAN-augmented recognition on long-tailed data (data.subset other than "few_label");
   few_label   the discriminator as the classifier when labels are few (data.subset "few_label");
   repair      damaged images repaired (classic repairs, generator inversion) and judged by a
-              classifier (experiment.study "repair").
+              classifier (experiment.study "repair");
+  robust      adversarial training (PGD-AT, TRADES, PGD-AT with generated images) judged by strong
+              attacks (experiment.study "robust").
 
 From Python: `ganjax.studies.run(config, workdir)`, or `ganjax.run_experiment`.
 """

@@ -129,10 +129,10 @@ def candidate_classes(logits: np.ndarray, k: int) -> np.ndarray:
 
 
 def repair_images(context: StudyContext, method: str, spec: str, damaged, mask, repair_key,
-                  classify=None) -> np.ndarray:
+                  classify=None, classic=None) -> np.ndarray:
     """`method`'s repair of damaged [N, H, W, C]; for the inversion with repair.candidate_classes k > 0,
     `classify(images) -> logits` (the judging classifier) picks each image's k candidate classes on
-    its classic repair."""
+    the classic repair (`classic`, or computed here)."""
     from ganjax.repair import repair
 
     if method != "inversion":
@@ -140,7 +140,8 @@ def repair_images(context: StudyContext, method: str, spec: str, damaged, mask, 
     config = context.config
     labels = None
     if config.repair.candidate_classes:
-        classic = np.asarray(repair("classic", damaged, mask, repair_key, damage=spec))
+        if classic is None:
+            classic = np.asarray(repair("classic", damaged, mask, repair_key, damage=spec))
         labels = candidate_classes(classify(classic), config.repair.candidate_classes)
     generator = long_tail.trained_generator(context)
     options = inversion_options(config, spec)
@@ -222,10 +223,12 @@ def repair_scores(context: StudyContext, classifiers, logits_fn, repaired: bool)
             return seed_logits(context, classifiers, logits_fn, s, images)
 
         per_method = results[split]["damages"].setdefault(spec, {})
+        done = {}
         for method in split_methods(config, split) if repaired else ("none",):
             start = time.perf_counter()
-            images = repair_images(context, method, spec, damaged, mask, repair_key, classify)
+            images = repair_images(context, method, spec, damaged, mask, repair_key, classify, done.get("classic"))
             seconds = time.perf_counter() - start
+            done[method] = images
             entry = score(labels, classify(images), clean, images, region)
             per_method.setdefault(method, []).append({**entry, "seconds": seconds, "images": len(images)})
             if repaired and split == "test" and seed_index == 0:

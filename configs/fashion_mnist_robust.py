@@ -1,0 +1,54 @@
+"""Adversarial robustness on Fashion-MNIST at L-inf eps 0.1 (the [0, 1] pixel scale; the usual 8/255 is
+CIFAR's): standard training, PGD adversarial training (Madry et al. 2018), TRADES (Zhang et al. 2019,
+beta 6) and PGD adversarial training with half of every batch made by the main job's conditional GAN
+(Gowal et al. 2021), the long-tail study's SmallCNN x 3 seeds each, judged by PGD-20 and APGD-CE (100
+iterations) on 1,000 class-stratified test images; the best strategy is chosen on 500 validation images.
+
+    python -m ganjax.train --config configs/fashion_mnist.py --workdir workdirs/fashion_mnist  # the GAN, once
+    python -m ganjax.experiment --config configs/fashion_mnist_robust.py --workdir workdirs/fashion_mnist_robust
+
+The GAN is the main job's (experiment.generator_workdir, relative to the working directory; its latest
+checkpoint). Its model keys are the main job's (the config starts from configs/fashion_mnist.py), which the
+study checks before it uses the GAN. The validation images are carved from the training split (the
+engine's rule); the main job's GAN saw them in training (it trains on the whole training split), the
+classifiers did not. The generated fraction (0.5) is fixed here, not chosen on validation.
+
+Budget: 2,000 classifier steps at batch 64 (2.4 epochs of the 54,000-image training part) for every
+strategy, 7 PGD steps per training step. Estimated from the steps' measured cost at these shapes
+(3 seeds in one program, relative to a clean step: PGD-AT 3.7x, TRADES 5.3x, PGD-AT with generated
+images 4.9x) and BENCHMARKS.md's quiet-machine SmallCNN step (~11 ms per seed at batch 64): about
+15 minutes of training, 2-3 of attacks and 2 of compilation, about 20 minutes on 2 quiet CPU cores;
+a machine shared with other jobs can take several times longer. Not yet run.
+"""
+
+import os
+
+from ganjax.config import load_config
+
+
+def get_config():
+    config = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_mnist.py"))
+    config.experiment.study = "robust"
+    config.experiment.strategies = "standard,pgd_at,trades,pgd_at_generated"
+    config.experiment.generator_workdir = "workdirs/fashion_mnist"
+    # Classifiers: the long-tail study's network.
+    config.classifier.model = "cnn"
+    config.classifier.width = 16
+    config.classifier.steps = 2000
+    config.classifier.batch_size = 64
+    config.classifier.learning_rate = 3e-3
+    config.experiment.num_seeds = 3
+    config.experiment.eval_batch_size = 500
+    # Attacks: L-inf eps 0.1 in training and evaluation.
+    config.robust.eps = 0.1
+    config.robust.train_eps = 0.1
+    config.robust.train_steps = 7
+    config.robust.train_step_size = 0.0  # 2.5 eps / 7
+    config.robust.eval_steps = 20
+    config.robust.apgd_steps = 100
+    config.robust.eval_restarts = 1
+    config.robust.trades_beta = 6.0
+    config.robust.generated_fraction = 0.5
+    config.robust.num_test = 1000
+    config.robust.num_validation = 500
+    return config
