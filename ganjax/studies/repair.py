@@ -202,6 +202,8 @@ def repair_scores(context: StudyContext, classifiers, logits_fn, repaired: bool)
     specs = names.parse_damages(config.repair.damages)
     results = {}
     jobs = [(split, d, s) for split in SPLITS for d in range(len(specs)) for s in range(num_seeds)]
+    if repaired and config.repair.encoder_steps and "inversion" in split_methods(config, "test"):
+        trained_encoder(context)  # trained once, before the timed repairs (its own time is in resources)
     bar = tqdm(jobs, desc="repairs" if repaired else "damaged images", unit="set", disable=not context.progress,
                leave=False)
     for split in SPLITS:
