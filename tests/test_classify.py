@@ -186,6 +186,7 @@ def test_load_classifier_errors(tmp_path, digits, trained):
         classify.load_classifier(path)
 
 
+@pytest.mark.slow  # the CNN round trip above covers saving and loading; this adds ResNet's meta fields
 def test_resnet_round_trip(tmp_path):
     module = ResNet(num_classes=4, width=4, blocks_per_stage=(1, 2, 1), norm="group")
     state = _state(module)
