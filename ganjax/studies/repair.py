@@ -54,24 +54,33 @@ def scored_subset(dataset: data.Dataset, size: int, seed: int) -> data.Dataset:
     return dataset.subset(np.sort(indices))
 
 
-def prepare(config, workdir: str, mesh, progress: bool = True) -> StudyContext:
-    """The whole training split cut into a training part and a validation part (the engine's rule),
-    the test set, and the scored subsets of validation and test."""
+def prepare_scored_study(study: str, config, workdir: str, mesh, progress: bool, num_validation: int,
+                         num_test: int) -> StudyContext:
+    """The context of a study on the whole training split (the repair and robust studies): a training
+    part and a validation part by the engine's rule, the test set, and in resources["scored"]
+    class-stratified subsets of about num_validation validation and num_test test images (0 = all)."""
     full_train, test_set = data.load_train_and_test(config.data, workdir=workdir)
-    train_part, validation_part = long_tail.validation_split(full_train, config, workdir, study="repair")
+    train_part, validation_part = long_tail.validation_split(full_train, config, workdir, study=study)
     train_set, validation_set = full_train.subset(train_part), full_train.subset(validation_part)
     long_tail.check_class_counts(data.class_counts(train_set.labels, train_set.num_classes), train_set.class_names,
                                  "the training part")
     context = StudyContext(
-        study="repair", config=config, workdir=workdir, mesh=mesh, train_set=train_set,
+        study=study, config=config, workdir=workdir, mesh=mesh, train_set=train_set,
         validation_set=validation_set, test_set=test_set, rare_classes=np.zeros(0, np.int64), progress=progress,
     )
     context.resources["train_part"] = train_part
     context.resources["scored"] = {
-        "validation": scored_subset(validation_set, config.repair.num_validation, config.data.seed),
-        "test": scored_subset(test_set, config.repair.num_test, config.data.seed),
+        "validation": scored_subset(validation_set, num_validation, config.data.seed),
+        "test": scored_subset(test_set, num_test, config.data.seed),
     }
     return context
+
+
+def prepare(config, workdir: str, mesh, progress: bool = True) -> StudyContext:
+    """The repair study's context (`prepare_scored_study`): repair.num_validation and repair.num_test
+    images are damaged and repaired."""
+    return prepare_scored_study("repair", config, workdir, mesh, progress, config.repair.num_validation,
+                                config.repair.num_test)
 
 
 def damage_keys(seed: int, split: str, damage_index: int, seed_index: int) -> tuple[jax.Array, jax.Array]:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ganjax import data, report
 from ganjax.studies import long_tail
 from ganjax.studies.engine import StudyContext, best_on_validation
-from ganjax.studies.repair import scored_subset
+from ganjax.studies.repair import prepare_scored_study
 
 SPLITS = ("validation", "test")
 # The evaluation attacks' random starts draw from their own stream, apart from the classifiers' and the GAN's.
@@ -56,23 +56,10 @@ NORM = "linf"
 
 
 def prepare(config, workdir: str, mesh, progress: bool = True) -> StudyContext:
-    """The whole training split cut into a training part and a validation part (the engine's rule),
-    the test set, and the scored (attacked) subsets of validation and test."""
-    full_train, test_set = data.load_train_and_test(config.data, workdir=workdir)
-    train_part, validation_part = long_tail.validation_split(full_train, config, workdir, study="robust")
-    train_set, validation_set = full_train.subset(train_part), full_train.subset(validation_part)
-    long_tail.check_class_counts(data.class_counts(train_set.labels, train_set.num_classes), train_set.class_names,
-                                 "the training part")
-    context = StudyContext(
-        study="robust", config=config, workdir=workdir, mesh=mesh, train_set=train_set,
-        validation_set=validation_set, test_set=test_set, rare_classes=np.zeros(0, np.int64), progress=progress,
-    )
-    context.resources["train_part"] = train_part
-    context.resources["scored"] = {
-        "validation": scored_subset(validation_set, config.robust.num_validation, config.data.seed),
-        "test": scored_subset(test_set, config.robust.num_test, config.data.seed),
-    }
-    return context
+    """The robust study's context (`ganjax.studies.repair.prepare_scored_study`): robust.num_validation
+    and robust.num_test images are attacked."""
+    return prepare_scored_study("robust", config, workdir, mesh, progress, config.robust.num_validation,
+                                config.robust.num_test)
 
 
 # --- Attacks and their scores.
