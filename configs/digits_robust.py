@@ -1,6 +1,6 @@
-"""Tiny robust study for tests and a first look: scikit-learn's digits at 16x16, L-inf eps 0.1, the four
-strategies (standard, pgd_at, trades, pgd_at_generated) x 3 seeds, every test and validation image attacked
-by PGD and APGD-CE. The GAN is trained in WORKDIR/gan first (300 steps of a very small model: it checks
+"""Tiny robust study for tests and a first look: scikit-learn's digits at 16x16, L-inf eps 0.1 (and L2 1.0
+on test), the five strategies (standard, pgd_at, trades, pgd_at_generated, defense_gan) x 3 seeds, every
+test and validation image attacked by PGD and APGD-CE (Defense-GAN: 60 test and 30 validation images). The GAN is trained in WORKDIR/gan first (300 steps of a very small model: it checks
 the plumbing, not the method); a few minutes on 2 CPU cores, mostly compilation.
 
     python -m ganjax.experiment --config configs/digits_robust.py --workdir /tmp/digits_robust
@@ -14,7 +14,7 @@ def get_config():
     config.data.source = "digits"
     config.data.image_size = 16
     config.experiment.study = "robust"
-    config.experiment.strategies = "standard,pgd_at,trades,pgd_at_generated"
+    config.experiment.strategies = "standard,pgd_at,trades,pgd_at_generated,defense_gan"
     # GAN (trained in WORKDIR/gan on the training part).
     config.model.noise_dim = 32
     config.model.embed_dim = 16
@@ -43,4 +43,14 @@ def get_config():
     config.robust.generated_fraction = 0.5
     config.robust.num_test = 0  # all 360 test images
     config.robust.num_validation = 0  # all validation images
+    config.robust.extra_budgets = "l2:1.0"
+    config.robust.advgan_steps = 200
+    # Defense-GAN: a short projection, judged on 60 test and 30 validation images.
+    config.defense.steps = 10
+    config.defense.restarts = 1
+    config.defense.classes = 2
+    config.defense.attack_steps = 3
+    config.defense.num_test = 60
+    config.defense.num_validation = 30
+    config.defense.batch_size = 30
     return config

@@ -33,7 +33,7 @@ FREE_ON_RESUME = (
     "train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
     "train.keep_checkpoints", "train.samples_per_class", "train.steps_per_call",
     "train.allow_config_change", "eval.*", "parallel.*", "classifier.*", "experiment.*", "semi.*", "repair.*",
-    "robust.*",
+    "robust.*", "defense.*",
 )
 
 logger = logging.getLogger(__name__)

@@ -242,6 +242,25 @@ def default_config() -> ml_collections.ConfigDict:
     config.robust.generated_fraction = 0.5
     config.robust.num_test = 1000  # test images attacked (class-stratified, data.seed); 0 = all
     config.robust.num_validation = 500  # validation images attacked (the best strategy is chosen on them); 0 = all
+    # More budgets, "NORM:EPS" comma-separated, under which the test images are attacked too (PGD and APGD-CE,
+    # worst case per budget); validation and the choice use robust.eps alone. "" = none.
+    config.robust.extra_budgets = "linf:0.2,l2:1.5"
+    # AdvGAN (Xiao et al. 2018; ganjax.attacks.advgan) at robust.eps against these strategies' classifiers,
+    # trained for advgan_steps on the training part (0 = no AdvGAN); its success rate is shown beside PGD's.
+    config.robust.advgan_steps = 1000
+    config.robust.advgan_against = "standard,pgd_at"
+    # defense_gan (ganjax.defense_gan; ganjax.studies.strategies.defense_gan): the standard classifier behind a
+    # projection onto the GAN's range, attacked naively and by BPDA + EOT at robust.eps (L-inf).
+    config.defense = ml_collections.ConfigDict()
+    config.defense.steps = 20  # Adam steps of the projection (the authors' code: 200)
+    config.defense.restarts = 1  # random starts per candidate class (the authors' code: 10)
+    config.defense.classes = 2  # candidate classes: the classifier's likeliest; 0 = every class
+    config.defense.learning_rate = 0.05
+    config.defense.attack_steps = 10  # BPDA + EOT PGD steps (step size 2.5 eps / steps)
+    config.defense.eot_draws = 1  # projection draws averaged per attack step
+    config.defense.num_test = 200  # test images the defence is judged on (class-stratified subset of robust's)
+    config.defense.num_validation = 100  # validation images, likewise
+    config.defense.batch_size = 100  # images per compiled projection
     return config
 
 
@@ -609,6 +628,21 @@ def _validate_robust(given: dict) -> None:
     for name in ["robust.trades_beta", "robust.num_test", "robust.num_validation"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    names.parse_budgets(given["robust.extra_budgets"])
+    if given["robust.advgan_steps"] < 0:
+        raise ValueError(f"Config key 'robust.advgan_steps' must be >= 0 (0 = no AdvGAN), got {given['robust.advgan_steps']}.")
+    unknown = set(names.parse_strategies(given["robust.advgan_against"])) - set(names.ROBUST_STRATEGIES)
+    if unknown:
+        raise ValueError(f"Config key 'robust.advgan_against' names {sorted(unknown)}, not robust strategies; "
+                         f"use some of {names.ROBUST_STRATEGIES}.")
+    for name in ["defense.steps", "defense.restarts", "defense.attack_steps", "defense.eot_draws",
+                 "defense.num_test", "defense.num_validation", "defense.batch_size"]:
+        if given[name] < 1:
+            raise ValueError(f"Config key {name!r} must be at least 1, got {given[name]}.")
+    if given["defense.classes"] < 0:
+        raise ValueError(f"Config key 'defense.classes' must be >= 0 (0 = every class), got {given['defense.classes']}.")
+    if not given["defense.learning_rate"] > 0:
+        raise ValueError(f"Config key 'defense.learning_rate' must be positive, got {given['defense.learning_rate']}.")
     fraction = given["robust.generated_fraction"]
     if not 0.0 < fraction < 1.0:
         raise ValueError(

@@ -35,8 +35,9 @@ FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
 REPAIR_STRATEGIES = ("clean", "damage_augment")
 # Adversarial robustness (ganjax.studies.robust): clean training, PGD adversarial training (Madry et al.
 # 2018), TRADES (Zhang et al. 2019), and PGD adversarial training on real plus generated images
-# (Gowal et al. 2021).
-ROBUST_STRATEGIES = ("standard", "pgd_at", "trades", "pgd_at_generated")
+# (Gowal et al. 2021); and the standard classifier behind Defense-GAN's projection (Samangouei et al. 2018).
+DEFENSE_STRATEGIES = ("defense_gan",)
+ROBUST_STRATEGIES = ("standard", "pgd_at", "trades", "pgd_at_generated", *DEFENSE_STRATEGIES)
 STUDY_STRATEGIES = {"long_tail": LONG_TAIL_STRATEGIES, "few_label": FEW_LABEL_STRATEGIES, "repair": REPAIR_STRATEGIES,
                     "robust": ROBUST_STRATEGIES}
 STUDY_TITLES = {"long_tail": "Recognition on long-tailed data", "few_label": "Recognition with few labels",
@@ -58,6 +59,7 @@ STRATEGY_MODULES = {
     "pgd_at": "robust",
     "trades": "robust",
     "pgd_at_generated": "robust",
+    "defense_gan": "defense_gan",
 }
 LONG_TAIL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "rare_class_accuracy", "ece")
 FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
@@ -206,6 +208,36 @@ def check_repair_method(method: str) -> str:
 # images' range; "apgd-t" is AutoAttack's name for targeted APGD on the DLR loss.
 ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-t")
 ATTACK_NORMS = ("linf", "l2")
+
+
+def parse_budgets(text: str, key: str = "robust.extra_budgets") -> tuple[tuple[str, float], ...]:
+    """(("linf", 0.2), ("l2", 1.5)) from "linf:0.2,l2:1.5" (eps on the [0, 1] pixel scale; "" gives ()).
+
+    Raises ValueError naming a part that is not NORM:EPS, an unknown norm, a negative or
+    non-numeric eps, an L-inf eps above 1, or a repeated budget."""
+    budgets = []
+    for part in (part.strip() for part in str(text).split(",") if part.strip()):
+        norm, colon, eps = part.partition(":")
+        try:
+            value = float(eps)
+        except ValueError:
+            value = None
+        if not colon or value is None:
+            raise ValueError(f"Config key {key!r}: {part!r} is not NORM:EPS; write e.g. 'linf:0.2,l2:1.5' "
+                             f"(NORM one of {', '.join(ATTACK_NORMS)}, eps on the [0, 1] pixel scale).")
+        check_attack_norm(norm.strip())
+        if not 0.0 <= value <= (1.0 if norm.strip() == "linf" else float("inf")):
+            raise ValueError(f"Config key {key!r}: eps {value} of {part!r} is outside "
+                             f"{'[0, 1] (the pixel range)' if norm.strip() == 'linf' else '[0, inf)'}.")
+        budgets.append((norm.strip(), value))
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f"Config key {key!r} lists a budget twice: {text!r}.")
+    return tuple(budgets)
+
+
+def budget_name(norm: str, eps: float) -> str:
+    """"linf:0.2": a budget's name in metrics and reports."""
+    return f"{norm}:{eps:g}"
 
 
 def check_attack(name: str) -> str:

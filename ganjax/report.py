@@ -59,10 +59,12 @@ def build_report(
     per_seed: dict[str, list[dict[str, Any]]], meta: dict[str, Any], metrics: tuple[str, ...] = METRICS
 ) -> dict[str, Any]:
     """report.json's content from {strategy: [seed 0's metrics, seed 1's, ...]}, each a dict with
-    `metrics` as floats and optionally "per_class_recall" [K]."""
+    `metrics` as floats and optionally "per_class_recall" [K]. A strategy whose seeds lack a metric
+    (e.g. the robust study's defense_gan, which is attacked otherwise) has no entry for it."""
     report: dict[str, Any] = {}
     for strategy, seeds in per_seed.items():
-        entry = {metric: summarize([seed[metric] for seed in seeds]) for metric in metrics}
+        entry = {metric: summarize([seed[metric] for seed in seeds]) for metric in metrics
+                 if all(metric in seed for seed in seeds)}
         if all("per_class_recall" in seed for seed in seeds):
             recalls = np.asarray([seed["per_class_recall"] for seed in seeds], np.float64)
             entry["per_class_recall"] = {
@@ -76,17 +78,21 @@ def build_report(
 
 
 def markdown_table(report: dict[str, Any], metrics: tuple[str, ...] = METRICS) -> str:
-    """A strategy x metric table of mean +- std (in %), best mean per column in bold."""
+    """A strategy x metric table of mean +- std (in %), best mean per column in bold; "—" where a
+    strategy lacks the metric."""
     strategies = [name for name in report if name != "meta"]
     header = "| strategy | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics) + " |"
     lines = [header, "|" + "---|" * (len(metrics) + 1)]
     best = {}
     for metric in metrics:
-        means = [report[s][metric]["mean"] for s in strategies]
-        best[metric] = min(means) if metric == "ece" else max(means)
+        means = [report[s][metric]["mean"] for s in strategies if metric in report[s]]
+        best[metric] = (min(means) if metric == "ece" else max(means)) if means else None
     for strategy in strategies:
         cells = []
         for metric in metrics:
+            if metric not in report[strategy]:
+                cells.append("—")
+                continue
             summary = report[strategy][metric]
             cell = f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
             cells.append(f"**{cell}**" if summary["mean"] == best[metric] else cell)

@@ -153,10 +153,12 @@ class TrainedGenerator:
 
     state.generator.batch_stats are the BatchNorm statistics sampling uses: the checkpoint's
     running statistics (bn_statistics "running") or standing statistics of the sampling
-    weights ("standing"; `standing` then records how they were made).
+    weights ("standing"; `standing` then records how they were made). Standing statistics are
+    computed on the first read of `state` (sampling, inversion, a study's generator source), so
+    that loading a generator to read its step or config costs no forward passes.
     """
 
-    state: GANState
+    checkpoint_state: GANState
     config: ml_collections.ConfigDict
     num_classes: int
     class_names: tuple[str, ...]
@@ -164,6 +166,23 @@ class TrainedGenerator:
     use_ema: bool = True
     bn_statistics: str = DEFAULT_BN_STATISTICS
     standing: dict | None = None
+    _state: GANState | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def state(self) -> GANState:
+        """The GANState that samples: the checkpoint's, with standing statistics if bn_statistics
+        is "standing" (computed once, on first read)."""
+        if self._state is None:
+            state = self.checkpoint_state
+            if self.standing is not None:
+                batch_stats = standing_batch_stats(
+                    state.generator, state.generator_ema if self.use_ema else state.generator.params,
+                    standing_key(self.standing["seed"]), self.standing["num_batches"], self.standing["batch_size"],
+                    self.num_classes, self.config.model.noise_dim,
+                )
+                state = state.replace(generator=state.generator.replace(batch_stats=batch_stats))
+            self._state = state
+        return self._state
 
     def sample(self, key: jax.Array, labels: Any) -> np.ndarray:
         """labels: [N] ints in [0, num_classes) -> images [N, S, S, C] float32 in [-1, 1]."""
@@ -222,13 +241,8 @@ def load_generator(
             "seed": standing_seed,
             "labels": "uniform",
         }
-        batch_stats = standing_batch_stats(
-            state.generator, state.generator_ema if use_ema else state.generator.params, standing_key(standing_seed),
-            standing["num_batches"], standing["batch_size"], meta["num_classes"], config.model.noise_dim,
-        )
-        state = state.replace(generator=state.generator.replace(batch_stats=batch_stats))
     return TrainedGenerator(
-        state=state,
+        checkpoint_state=state,
         config=config,
         num_classes=meta["num_classes"],
         class_names=tuple(meta["class_names"]),

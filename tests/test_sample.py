@@ -115,6 +115,19 @@ def test_sampling_defaults_to_standing_statistics(tiny_gan_workdir):
     np.testing.assert_array_equal(default.sample(jax.random.key(4), [0, 5]), explicit.sample(jax.random.key(4), [0, 5]))
 
 
+def test_standing_statistics_are_computed_on_first_use_not_at_load(tiny_gan_workdir, monkeypatch):
+    calls = []
+    real = sample.standing_batch_stats
+    monkeypatch.setattr(sample, "standing_batch_stats", lambda *args: calls.append(1) or real(*args))
+    generator = sample.load_generator(tiny_gan_workdir, standing_num_batches=2)
+    assert generator.step == 4 and calls == []  # reading the step or config costs no forward pass
+    first = generator.state
+    assert calls == [1] and generator.state is first  # computed once, then kept
+    running = generator.checkpoint_state.generator.batch_stats
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(running),
+                                                        jax.tree.leaves(first.generator.batch_stats)))
+
+
 def test_standing_statistics_fit_the_ema_weights_when_running_ones_are_stale(tiny_gan_workdir):
     running = sample.load_generator(tiny_gan_workdir, bn_statistics="running")
     standing = sample.load_generator(tiny_gan_workdir, bn_statistics="standing", standing_num_batches=20)

@@ -1,5 +1,6 @@
 """Adversarial attacks on image classifiers: FGSM, PGD, APGD-CE and APGD-T, pure JAX, plus the
-BPDA and EOT wrappers that let them see through pre-processing and randomised defences.
+BPDA and EOT wrappers that let them see through pre-processing and randomised defences, and
+AdvGAN (a perturbation generator trained against a classifier).
 
     from ganjax import attacks, classify
     state, meta = classify.load_classifier("classifiers/digits")
@@ -13,7 +14,7 @@ images: [B, H, W, C] float32 in [-1, 1]; labels: [B] int32. Budgets (eps, step s
 the [0, 1] pixel scale, i.e. half the distance between images in [-1, 1]
 (`ganjax.attacks.gradient`'s docstring). Names: `ganjax.names.ATTACKS`, `ATTACK_NORMS`.
 Modules: gradient.py (FGSM, PGD, the norm-ball geometry and the input checks), apgd.py
-(Croce & Hein 2020), wrappers.py (classifier_apply_fn, BPDA, EOT). From the command line:
+(Croce & Hein 2020), wrappers.py (classifier_apply_fn, BPDA, EOT), advgan.py (Xiao et al. 2018). From the command line:
 `python -m ganjax.attack --classifier DIR --attack apgd-ce --eps 0.1 --out DIR`.
 """
 
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ganjax.attacks.advgan import AdvGAN, advgan_attack, margin_loss, train_advgan
 from ganjax.attacks.apgd import (
     APGD_LOSSES,
     APGD_STEPS,
@@ -179,6 +181,7 @@ def robust_accuracy(apply_fn, params: Any, adversarial, labels, batch_size: int 
 
 __all__ = [
     "APGD_LOSSES",
+    "AdvGAN",
     "APGD_STEPS",
     "ATTACKS",
     "ATTACK_NORMS",
@@ -191,6 +194,7 @@ __all__ = [
     "PGD_STEPS",
     "PIXEL_SCALE",
     "RHO",
+    "advgan_attack",
     "apgd",
     "apgd_checkpoints",
     "apgd_targeted",
@@ -204,6 +208,7 @@ __all__ = [
     "cross_entropy_loss",
     "dlr_loss",
     "fgsm",
+    "margin_loss",
     "perturbation_size",
     "pgd",
     "pgd_step_size",
@@ -213,4 +218,5 @@ __all__ = [
     "targeted_dlr_loss",
     "to_model_scale",
     "to_pixel_scale",
+    "train_advgan",
 ]

@@ -50,6 +50,7 @@ from ganjax import losses
 from ganjax.repair.damage import check_images_and_mask, check_known_pixels
 from ganjax.sample import TrainedGenerator
 from ganjax.state import GeneratorSource, generator_source
+from ganjax.xla_cpu import canonicalize_convs
 
 DEFAULT_STEPS = 500
 DEFAULT_RESTARTS = 4
@@ -121,11 +122,12 @@ _poisson_blend = jax.jit(poisson_blend, static_argnames=("max_iterations",))
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "gan_loss"))
-def _invert_batch(source: GeneratorSource, images, weights, candidate_labels, initial_latents,
+def invert_batch(source: GeneratorSource, images, weights, candidate_labels, initial_latents,
                   learning_rate, prior_weight, *, steps: int, gan_loss: str):
     """One compiled inversion of images [n, H, W, C] with context weights [n, H, W] over
     candidate_labels [n, K] x restarts, initial_latents [n, K, R, Z]: each image's best candidate's
-    (fill, label, latent, context loss, prior loss, context loss history [steps])."""
+    (fill, label, latent, context loss, prior loss, context loss history [steps]). Pure: it may be
+    called inside another jitted function (`ganjax.defense_gan` projects with it)."""
     count, num_labels, restarts, noise_dim = initial_latents.shape
     per_image = num_labels * restarts
     latents = initial_latents.reshape(count * per_image, noise_dim)
@@ -145,6 +147,8 @@ def _invert_batch(source: GeneratorSource, images, weights, candidate_labels, in
         return context + prior_weight * prior, (context, prior)
 
     loss_and_grad = jax.vmap(jax.value_and_grad(candidate_loss, has_aux=True))
+    if jax.default_backend() == "cpu":  # the gradient's convolutions sit in the scan's body (ganjax.xla_cpu)
+        loss_and_grad = canonicalize_convs(loss_and_grad)
     optimizer = optax.adam(learning_rate)
 
     def step(carry, _):
@@ -240,7 +244,7 @@ def _invert(generator, images, mask, weights, key, labels, *, keep_known, blend,
         )
         if initial_latents is not None:  # restart 0 of every candidate class starts at the given latent
             starts_at = starts_at.at[:, :, 0].set(jnp.asarray(initial_latents[rows])[:, None])
-        result = _invert_batch(
+        result = invert_batch(
             source, images[rows], weights[rows], jnp.asarray(candidate_labels), starts_at,
             jnp.float32(learning_rate), jnp.float32(prior_weight), steps=int(steps), gan_loss=generator.config.gan.loss,
         )

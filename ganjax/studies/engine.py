@@ -96,7 +96,9 @@ class Strategy:
     vectorize: seeds by jax.vmap rather than unrolled (`ganjax.steps.over_seeds`);
     stream: keeps this strategy family's random keys apart from others' (`seed_keys`);
     step_keys: overrides the per-seed step keys (per_seed False: one key);
-    finish: (states, context, evaluate) -> extra record fields, after evaluation;
+    finish: (states, context, evaluate) -> extra record fields, after evaluation; its "seed_metrics"
+      entry, {"test": [per-seed dicts], "validation": [...]}, is merged into the engine's per-seed
+      metrics of those splits (where the report and the choice on validation read them), not stored;
     divergence_hint: what to do when a metric turns non-finite.
     """
 
@@ -383,6 +385,16 @@ def load_finished(workdir: str, name: str, config, sections: tuple[str, ...]) ->
     return record
 
 
+def merge_seed_metrics(engine_metrics: list[dict] | None, extra: list[dict] | None) -> list[dict] | None:
+    """Seed s's engine metrics updated with extra[s] (a finish hook's per-seed metrics of the same split)."""
+    if extra is None:
+        return engine_metrics
+    if engine_metrics is None or len(extra) != len(engine_metrics):
+        raise ValueError(f"A finish hook gave metrics of {len(extra)} seeds for a split the engine evaluated "
+                         f"{'not at all' if engine_metrics is None else f'for {len(engine_metrics)} seeds'}.")
+    return [{**mine, **theirs} for mine, theirs in zip(engine_metrics, extra)]
+
+
 def run_strategy(strategy: Strategy, context: StudyContext) -> dict:
     """Trains, evaluates and records one strategy; returns its record: {"per_seed" (test),
     "validation" (per seed, or None), "wall_seconds", "train_seconds", "config", ...finish's}."""
@@ -392,10 +404,13 @@ def run_strategy(strategy: Strategy, context: StudyContext) -> dict:
     evaluate = evaluator(context, strategy.logits)
     classifiers = strategy.classifiers(states)
     validation = None if context.validation_set is None else evaluate(classifiers, context.validation_set)
+    per_seed = evaluate(classifiers, context.test_set)
+    extras = dict(strategy.finish(states, context, evaluate)) if strategy.finish is not None else {}
+    seed_metrics = extras.pop("seed_metrics", {})
     record = {
-        "per_seed": evaluate(classifiers, context.test_set),
-        "validation": validation,
-        **(strategy.finish(states, context, evaluate) if strategy.finish is not None else {}),
+        "per_seed": merge_seed_metrics(per_seed, seed_metrics.get("test")),
+        "validation": merge_seed_metrics(validation, seed_metrics.get("validation")),
+        **extras,
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "config": context.config.to_dict(),
@@ -408,7 +423,8 @@ def validation_means(records: dict[str, dict], metric_names: tuple[str, ...]) ->
     """{strategy: {metric: mean over seeds on the validation split}}, or None without one."""
     if any(record.get("validation") is None for record in records.values()):
         return None
-    return {name: {metric: float(np.mean([seed[metric] for seed in record["validation"]])) for metric in metric_names}
+    return {name: {metric: float(np.mean([seed[metric] for seed in record["validation"]])) for metric in metric_names
+                   if all(metric in seed for seed in record["validation"])}
             for name, record in records.items()}
 
 

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ganjax import data, report
+from ganjax import data, names, report
 from ganjax.studies import long_tail
 from ganjax.studies.engine import StudyContext, best_on_validation
 from ganjax.studies.repair import prepare_scored_study
@@ -49,6 +49,9 @@ EVAL_ATTACKS = ("pgd", "apgd-ce")
 ATTACK_METRICS = {"pgd": "pgd_accuracy", "apgd-ce": "apgd_ce_accuracy"}
 # The columns of the robustness table, on the scored images.
 COLUMNS = ("clean_accuracy", "pgd_accuracy", "apgd_ce_accuracy", "robust_accuracy")
+# defense_gan's own columns (ganjax.studies.strategies.defense_gan): its classifier behind the projection,
+# attacked through the classifier alone (naive) and by BPDA + EOT through the projection (adaptive).
+DEFENSE_COLUMNS = ("undefended_clean_accuracy", "naive_accuracy", "bpda_accuracy")
 NORM = "linf"
 
 
@@ -65,18 +68,34 @@ def prepare(config, workdir: str, mesh, progress: bool = True) -> StudyContext:
 # --- Attacks and their scores.
 
 
-def attack_key(seed: int, split: str, attack: str, seed_index: int) -> jax.Array:
-    """The key of seed `seed_index`'s `attack` (one of EVAL_ATTACKS) on `split`."""
+def attack_key(seed: int, split: str, attack: str, seed_index: int, budget_index: int = 0) -> jax.Array:
+    """The key of seed `seed_index`'s `attack` (one of EVAL_ATTACKS) on `split` under budget
+    `budget_index` of `budgets` (0: robust.eps)."""
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), ROBUST_STREAM), SPLITS.index(split))
-    return jax.random.fold_in(jax.random.fold_in(key, EVAL_ATTACKS.index(attack)), seed_index)
+    key = jax.random.fold_in(jax.random.fold_in(key, EVAL_ATTACKS.index(attack)), seed_index)
+    return key if budget_index == 0 else jax.random.fold_in(key, budget_index)
 
 
-def attack_options(config) -> dict[str, dict]:
-    """{attack: keyword arguments of `ganjax.attacks.attack` (eps, norm, steps, restarts)}."""
+def budgets(config) -> tuple[tuple[str, float], ...]:
+    """The evaluation budgets (norm, eps): (NORM, robust.eps) first, where validation and the choice
+    are made, then robust.extra_budgets (test only)."""
+    return ((NORM, float(config.robust.eps)),) + names.parse_budgets(config.robust.extra_budgets)
+
+
+def attack_options(config, norm: str = NORM, eps: float | None = None) -> dict[str, dict]:
+    """{attack: keyword arguments of `ganjax.attacks.attack` (eps, norm, steps, restarts)} under the
+    budget (norm, eps); eps None: robust.eps."""
     settings = config.robust
-    common = {"eps": float(settings.eps), "norm": NORM, "restarts": int(settings.eval_restarts)}
+    common = {"eps": float(settings.eps if eps is None else eps), "norm": norm,
+              "restarts": int(settings.eval_restarts)}
     return {"pgd": {**common, "steps": int(settings.eval_steps)},
             "apgd-ce": {**common, "steps": int(settings.apgd_steps)}}
+
+
+def budget_metric(metric: str, budget_index: int, budget: tuple[str, float]) -> str:
+    """The per-seed key of `metric` under a budget: the metric itself under robust.eps (budget 0),
+    "metric@linf:0.2" under the others."""
+    return metric if budget_index == 0 else f"{metric}@{names.budget_name(*budget)}"
 
 
 def seed_classifier(classifiers, seed_index: int):
@@ -111,57 +130,114 @@ def score_classifier(classifier, images: np.ndarray, labels: np.ndarray, keys: d
     return result
 
 
+def renamed(result: dict, budget_index: int, budget: tuple[str, float]) -> dict:
+    """`score_classifier`'s result with its metrics named for the budget (`budget_metric`)."""
+    return {budget_metric(name, budget_index, budget): value for name, value in result.items()}
+
+
 def robust_scores(context: StudyContext, classifiers) -> dict[str, list[dict]]:
-    """{split: [seed 0's `score_classifier` result, seed 1's, ...]} of S stacked classifiers on the
-    scored images, seed s attacked with its own keys (`attack_key`)."""
+    """{split: [seed 0's scores, seed 1's, ...]} of S stacked classifiers on the scored images: the
+    `score_classifier` results under every budget (test) or robust.eps alone (validation), named by
+    `budget_metric`; seed s attacked with its own keys (`attack_key`)."""
     config = context.config
-    options = attack_options(config)
     num_seeds = config.experiment.num_seeds
-    results = {split: [] for split in SPLITS}
-    jobs = [(split, s) for split in SPLITS for s in range(num_seeds)]
-    for split, seed_index in tqdm(jobs, desc="attacks", unit="seed", disable=not context.progress, leave=False):
+    results = {split: [{} for _ in range(num_seeds)] for split in SPLITS}
+    jobs = [(split, s, b, budget) for split in SPLITS for b, budget in enumerate(budgets(config))
+            for s in range(num_seeds) if split == "test" or b == 0]
+    for split, seed_index, b, budget in tqdm(jobs, desc="attacks", unit="seed", disable=not context.progress,
+                                            leave=False):
         scored = context.resources["scored"][split]
-        keys = {attack: attack_key(config.seed, split, attack, seed_index) for attack in options}
-        results[split].append(score_classifier(
-            seed_classifier(classifiers, seed_index), data.to_model_range(scored.images), scored.labels, keys,
-            options, config.experiment.eval_batch_size))
+        options = attack_options(config, *budget)
+        keys = {attack: attack_key(config.seed, split, attack, seed_index, b) for attack in options}
+        result = score_classifier(seed_classifier(classifiers, seed_index), data.to_model_range(scored.images),
+                                  scored.labels, keys, options, config.experiment.eval_batch_size)
+        results[split][seed_index].update(renamed(result, b, budget))
     return results
 
 
-def robust_record(context: StudyContext, classifiers, evaluate) -> dict:
-    """A robust strategy's extra record fields (its finish hook): "per_seed" and "validation", the
-    engine's clean metrics of every seed (`evaluate` on the test and validation splits, computed again
-    here: a hook does not see the engine's) with the attack scores of `robust_scores` added. They
-    replace the engine's entries of the same name, so that the engine's report and its choice on
-    validation (names.SELECTION_METRIC["robust"]) read the attack scores. "robust": the attack settings
-    and the scored images' counts."""
+def advgan_key(seed: int, seed_index: int) -> jax.Array:
+    """The key of seed `seed_index`'s AdvGAN (its initialisation and batches)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), ROBUST_STREAM + 1), seed_index)
+
+
+def advgan_scores(context: StudyContext, classifiers) -> list[dict]:
+    """[seed s's {"advgan_accuracy", "advgan_losses", "seconds@advgan"}]: an AdvGAN (`ganjax.attacks.train_advgan`,
+    robust.advgan_steps steps at L-inf robust.eps) trained against classifier s on the training part, then
+    attacking the scored test images; an image counts only if it is correct clean and attacked."""
+    from ganjax import attacks
+
+    config = context.config
+    train_images = data.to_model_range(context.train_set.images)
+    scored = context.resources["scored"]["test"]
+    images = data.to_model_range(scored.images)
+    results = []
+    for seed_index in tqdm(range(config.experiment.num_seeds), desc="advgan", unit="seed",
+                           disable=not context.progress, leave=False):
+        start = time.perf_counter()
+        apply_fn, params = attacks.classifier_apply_fn(seed_classifier(classifiers, seed_index))
+        advgan = attacks.train_advgan(apply_fn, params, train_images, context.train_set.labels,
+                                      advgan_key(config.seed, seed_index), eps=float(config.robust.eps),
+                                      steps=int(config.robust.advgan_steps))
+        adversarial = attacks.advgan_attack(advgan, images)
+        clean = attacks.predict_classes(apply_fn, params, images) == scored.labels
+        attacked = attacks.predict_classes(apply_fn, params, adversarial) == scored.labels
+        results.append({"advgan_accuracy": float(np.mean(clean & attacked)), "advgan_losses": advgan.final_losses,
+                        "seconds@advgan": {"advgan": time.perf_counter() - start}})
+    return results
+
+
+def robust_record(context: StudyContext, classifiers, name: str) -> dict:
+    """Robust strategy `name`'s extra record fields (its finish hook): "seed_metrics", the attack scores
+    of `robust_scores` (and of `advgan_scores` for the strategies of robust.advgan_against) that the
+    engine merges into its per-seed clean metrics (where its report and its choice on validation,
+    names.SELECTION_METRIC["robust"], read them); "robust": the attack settings per budget and the
+    scored images' counts."""
     scores = robust_scores(context, classifiers)
-    clean = {"test": evaluate(classifiers, context.test_set),
-             "validation": evaluate(classifiers, context.validation_set)}
-    merged = {split: [{**seed_clean, **seed_scores} for seed_clean, seed_scores in zip(clean[split], scores[split])]
-              for split in SPLITS}
-    return {"per_seed": merged["test"], "validation": merged["validation"],
-            "robust": {"attacks": attack_options(context.config),
+    if int(context.config.robust.advgan_steps) and name in names.parse_strategies(context.config.robust.advgan_against):
+        for seed, extra in zip(scores["test"], advgan_scores(context, classifiers)):
+            seed.update(extra)
+    return {"seed_metrics": scores,
+            "robust": {"attacks": {names.budget_name(*budget): attack_options(context.config, *budget)
+                                   for budget in budgets(context.config)},
                        "scored_images": {split: len(context.resources["scored"][split]) for split in SPLITS}}}
 
 
 # --- The report.
 
 
-def robust_table(records: dict[str, dict]) -> dict[str, dict]:
-    """{strategy: {"test": {column: summary}, "validation": {column: summary}, "attack_seconds": s}} of
-    the COLUMNS (and the whole split's clean "accuracy"), summaries by `ganjax.report.summarize`."""
+def _summaries(entries: list[dict] | None, metrics) -> dict[str, dict]:
+    """{metric: summarize over seeds} of the metrics every seed's entry has."""
+    entries = entries or []
+    return {metric: report.summarize([seed[metric] for seed in entries]) for metric in metrics
+            if entries and all(metric in seed for seed in entries)}
+
+
+def robust_table(records: dict[str, dict], config) -> dict[str, dict]:
+    """{strategy: {"test": {column: summary}, "validation": {column: summary}, "budgets": {budget name:
+    {column: summary}} (test, robust.extra_budgets), "attack_seconds": s, "max_perturbation": {budget
+    name: largest perturbation found}}} of the COLUMNS (and the whole split's clean "accuracy"), summaries
+    by `ganjax.report.summarize`; a strategy without a column (defense_gan has its own) lacks its entry."""
     table = {}
+    all_budgets = budgets(config)
     for name, record in records.items():
-        row = {}
-        for split, entries in (("test", record["per_seed"]), ("validation", record["validation"])):
-            row[split] = {column: report.summarize([seed[column] for seed in entries])
-                          for column in ("accuracy", *COLUMNS)}
-        row["attack_seconds"] = float(sum(sum(seed["seconds"].values())
-                                          for entries in (record["per_seed"], record["validation"])
-                                          for seed in entries))
-        row["max_perturbation"] = max(max(seed["max_perturbation"].values())
-                                      for entries in (record["per_seed"], record["validation"]) for seed in entries)
+        entries = [seed for split in ("per_seed", "validation") for seed in record[split] or []]
+        row = {split: _summaries(record[key], ("accuracy", *COLUMNS, *DEFENSE_COLUMNS, "advgan_accuracy"))
+               for split, key in (("test", "per_seed"), ("validation", "validation"))}
+        if "advgan_accuracy" in row["test"]:  # success rate: the share of clean-correct images an attack fools
+            row["success_rate"] = {attack: report.summarize([1.0 - seed[metric] / max(seed["clean_accuracy"], 1e-12)
+                                                             for seed in record["per_seed"]])
+                                   for attack, metric in (("pgd", "pgd_accuracy"), ("advgan", "advgan_accuracy"))}
+        row["budgets"] = {names.budget_name(*budget): _summaries(record["per_seed"], [
+            budget_metric(column, b, budget) for column in COLUMNS]) for b, budget in enumerate(all_budgets) if b}
+        row["budgets"] = {budget: {column.partition("@")[0]: summary for column, summary in summaries.items()}
+                          for budget, summaries in row["budgets"].items()}
+        row["attack_seconds"] = float(sum(sum(value.values()) for seed in entries for key, value in seed.items()
+                                          if key.partition("@")[0] == "seconds"))
+        row["max_perturbation"] = {
+            names.budget_name(*budget): max((max(seed[budget_metric("max_perturbation", b, budget)].values(), default=0.0)
+                                             for seed in entries if budget_metric("max_perturbation", b, budget) in seed),
+                                            default=None)
+            for b, budget in enumerate(all_budgets)}
         table[name] = row
     return table
 
@@ -182,7 +258,7 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
     config = context.config
     settings = config.robust
     scored = context.resources["scored"]
-    table = robust_table(records)
+    table = robust_table(records, config)
     validation_means = {name: {"robust_accuracy": row["validation"]["robust_accuracy"]["mean"]}
                         for name, row in table.items()}
     gan = {}
@@ -204,6 +280,11 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
         "pgd_at_generated_minus_pgd_at": paired_difference(records, "pgd_at_generated", "pgd_at"),
         "attacks": {name: attacks.attack_settings(name, num_classes=num_classes, **options)
                     for name, options in attack_options(config).items()},
+        "extra_budgets": {names.budget_name(*budget): {
+            name: attacks.attack_settings(name, num_classes=num_classes, **options)
+            for name, options in attack_options(config, *budget).items()} for budget in budgets(config)[1:]},
+        "defense_gan": records["defense_gan"].get("defense") if "defense_gan" in records else None,
+        "advgan_steps": int(settings.advgan_steps),
         "training_attack": {
             "eps": settings.train_eps, "steps": settings.train_steps,
             "step_size": settings.train_step_size or attacks.pgd_step_size(settings.train_eps, settings.train_steps),
@@ -227,11 +308,16 @@ def _cell(summary: dict) -> str:
     return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def _cells(summaries: dict, columns) -> list[str]:
+    return [_cell(summaries[column]) if column in summaries else "—" for column in columns]
+
+
 def notes(meta: dict) -> str:
-    """report.md's robustness table and setup."""
+    """report.md's robustness tables and setup."""
     table = meta["robust_table"]
     pgd, apgd = meta["attacks"]["pgd"], meta["attacks"]["apgd-ce"]
     eps = pgd["eps"]
+    attacked = {name: row for name, row in table.items() if name != "defense_gan"}
     headers = ["clean", f"PGD-{pgd['steps']}", f"APGD-CE ({apgd['steps']})", "worst case", "validation worst case"]
     lines = [
         "## Robustness",
@@ -245,8 +331,8 @@ def notes(meta: dict) -> str:
         "| strategy | " + " | ".join(headers) + " |",
         "|---|" + "---|" * len(headers),
     ]
-    for name, row in table.items():
-        cells = [_cell(row["test"][column]) for column in COLUMNS] + [_cell(row["validation"]["robust_accuracy"])]
+    for name, row in attacked.items():
+        cells = _cells(row["test"], COLUMNS) + _cells(row["validation"], ("robust_accuracy",))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     difference = meta["pgd_at_generated_minus_pgd_at"]
@@ -255,18 +341,43 @@ def notes(meta: dict) -> str:
             f"- pgd_at_generated - pgd_at, worst-case robust test accuracy paired over seeds: "
             f"{100 * difference['mean']:+.1f} points (95% interval [{100 * difference['ci95'][0]:+.1f}, "
             f"{100 * difference['ci95'][1]:+.1f}]).")
+    extra = list(meta["extra_budgets"])
+    if extra:
+        headers = [f"{budget} {column}" for budget in extra for column in ("PGD", "APGD-CE", "worst case")]
+        lines += ["", "### Other budgets (test images only)", "",
+                  "| strategy | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
+        for name, row in attacked.items():
+            cells = [cell for budget in extra for cell in _cells(row["budgets"].get(budget, {}), COLUMNS[1:])]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    advgan = {name: row["success_rate"] for name, row in attacked.items() if "success_rate" in row}
+    if advgan:
+        lines += ["", f"### AdvGAN beside PGD (L-inf eps {eps:g}, test images)", "",
+                  "Success rate in %: the share of the clean-correct images that the attack fools. AdvGAN: one "
+                  f"forward pass of a perturbation generator trained for {meta['advgan_steps']} steps against each "
+                  "seed's classifier on the training part (Xiao et al. 2018); PGD as above.", "",
+                  f"| strategy | PGD-{pgd['steps']} | AdvGAN |", "|---|---|---|"]
+        for name, rates in advgan.items():
+            lines.append(f"| {name} | {_cell(rates['pgd'])} | {_cell(rates['advgan'])} |")
+    defense = meta.get("defense_gan")
+    if defense:
+        from ganjax.studies.strategies.defense_gan import defense_notes
+
+        lines += ["", *defense_notes(defense, table["defense_gan"], eps)]
     training = meta["training_attack"]
     split = training["generated_per_step"]
     gan = meta["gan"]
+    largest = {budget: max((row["max_perturbation"].get(budget) or 0.0) for row in table.values())
+               for budget in [names.budget_name(NORM, eps), *extra]}
     lines += [
         "",
         "## Setup",
         "",
-        f"- Evaluation attacks (L-inf, eps {eps:g}): PGD {pgd['steps']} steps of {pgd['step_size']:.4g} "
-        f"(2.5 eps / steps), uniform random start, {pgd['restarts']} restart(s); APGD-CE {apgd['steps']} "
-        f"iterations, {apgd['restarts']} restart(s). Each keeps an image's first misclassified iterate; every "
-        f"seed's attacks have their own keys, the same for every strategy. Largest perturbation found: "
-        f"{max(row['max_perturbation'] for row in table.values()):.4g}.",
+        f"- Evaluation attacks, at every budget: PGD {pgd['steps']} steps of 2.5 eps / steps "
+        f"(L-inf: sign steps; L2: normalised gradient steps), uniform random start in the ball, {pgd['restarts']} "
+        f"restart(s); APGD-CE {apgd['steps']} iterations, {apgd['restarts']} restart(s). Each keeps an image's "
+        "first misclassified iterate; every seed's attacks have their own keys, the same for every strategy. "
+        "Largest perturbation found per budget: " + ", ".join(f"{budget} {value:.4g}" for budget, value in largest.items())
+        + ".",
         f"- Training attack (pgd_at, trades, pgd_at_generated): PGD {training['steps']} steps of "
         f"{training['step_size']:.4g} at eps {training['eps']:g}, "
         f"uniform random start, every step taken (no early stop), BatchNorm in {training['batch_norm']}; TRADES "

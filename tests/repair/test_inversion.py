@@ -6,7 +6,7 @@ import pytest
 from ganjax.repair import denoise, importance_weights, inpaint, poisson_blend, repair
 from ganjax.repair.classic import mean_fill
 from ganjax.repair.damage import damage
-from ganjax.repair.inversion import _invert_batch
+from ganjax.repair.inversion import invert_batch
 from ganjax.sample import load_generator
 
 NUM_CLASSES = 10
@@ -64,10 +64,10 @@ def test_inversion_compiles_one_program_for_every_batch(generator, generated):
     truth, labels = generated
     images = np.concatenate([truth, truth[:1]])  # 5 images in batches of 2: the last one padded
     damaged, mask = damage("pixels:0.5", jax.random.key(4), images)
-    before = _invert_batch._cache_size()
+    before = invert_batch._cache_size()
     result = inpaint(generator, damaged, mask, jax.random.key(5), labels=np.concatenate([labels, labels[:1]]),
                      steps=7, restarts=3, batch_size=2)
-    assert _invert_batch._cache_size() == before + 1
+    assert invert_batch._cache_size() == before + 1
     assert result.images.shape == images.shape
     np.testing.assert_array_equal(result.labels, np.concatenate([labels, labels[:1]]))
 

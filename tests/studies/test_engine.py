@@ -153,3 +153,13 @@ def test_an_unknown_strategy_name_is_refused_naming_the_choices(tmp_path):
     context = engine.StudyContext("long_tail", _tiny_lt(), os.fspath(tmp_path), None, None, None, None, np.array([]))
     with pytest.raises(ValueError, match="Strategy 'mixup' is unknown"):
         engine.build_strategy("mixup", context)
+
+
+def test_a_finish_hooks_seed_metrics_join_the_engines_and_a_seed_count_mismatch_is_refused():
+    merged = engine.merge_seed_metrics([{"accuracy": 0.9}, {"accuracy": 0.8}], [{"robust": 0.5}, {"robust": 0.4}])
+    assert merged == [{"accuracy": 0.9, "robust": 0.5}, {"accuracy": 0.8, "robust": 0.4}]
+    assert engine.merge_seed_metrics([{"accuracy": 0.9}], None) == [{"accuracy": 0.9}]
+    with pytest.raises(ValueError, match="metrics of 1 seeds for a split the engine evaluated for 2 seeds"):
+        engine.merge_seed_metrics([{"accuracy": 0.9}, {"accuracy": 0.8}], [{"robust": 0.5}])
+    with pytest.raises(ValueError, match="not at all"):
+        engine.merge_seed_metrics(None, [{"robust": 0.5}])

@@ -20,8 +20,9 @@ from ganjax.studies import engine
 from ganjax.studies import robust as robust_study
 from ganjax.studies.strategies import robust as robust_strategies
 
-# The fast run trains two strategies; the slow test adds the other two to a copy of its workdir.
-FAST_STRATEGIES = ("standard", "pgd_at")
+# The fast run trains three strategies; the slow test adds the other two to a copy of its workdir.
+FAST_STRATEGIES = ("standard", "pgd_at", "defense_gan")
+ATTACKED = ("standard", "pgd_at", "trades", "pgd_at_generated")  # attacked alone; defense_gan has its own table
 STRATEGIES = names.ROBUST_STRATEGIES
 
 
@@ -41,6 +42,16 @@ def robust_config(generator_workdir: str, strategies=FAST_STRATEGIES):
     # Equal sizes: one compiled program per attack serves both splits.
     config.robust.num_test = 30
     config.robust.num_validation = 30
+    config.robust.extra_budgets = "l2:1.0"
+    config.robust.advgan_steps = 20
+    config.robust.advgan_against = "standard"
+    config.defense.steps = 3
+    config.defense.restarts = 1
+    config.defense.classes = 2
+    config.defense.attack_steps = 2
+    config.defense.num_test = 10
+    config.defense.num_validation = 10
+    config.defense.batch_size = 10
     return validate_config(config)
 
 
@@ -61,9 +72,23 @@ def check_table(config, full, strategies):
     table = meta["robust_table"]
     assert list(table) == list(strategies)
     for name, row in table.items():
-        assert set(row["test"]) == {"accuracy", *robust_study.COLUMNS}
+        assert row["max_perturbation"]["linf:0.1"] <= config.robust.eps + 1e-6
+        if name == "defense_gan":
+            check_defense_row(row, full)
+            continue
+        advgan = name in names.parse_strategies(config.robust.advgan_against)
+        assert set(row["test"]) == {"accuracy", *robust_study.COLUMNS} | ({"advgan_accuracy"} if advgan else set())
         assert set(row["test"]["robust_accuracy"]) == {"mean", "std", "ci95", "per_seed"}
-        assert row["max_perturbation"] <= config.robust.eps + 1e-6
+        # The L2 budget: test images only, its own worst case, inside its ball.
+        l2 = row["budgets"]["l2:1"]
+        assert set(l2) == set(robust_study.COLUMNS)
+        assert row["max_perturbation"]["l2:1"] <= 1.0 + 1e-5
+        assert np.all(np.asarray(l2["robust_accuracy"]["per_seed"]) <= np.asarray(l2["pgd_accuracy"]["per_seed"]))
+        assert l2["clean_accuracy"] == row["test"]["clean_accuracy"]
+        if advgan:
+            assert np.all(np.asarray(row["test"]["advgan_accuracy"]["per_seed"])
+                          <= np.asarray(row["test"]["clean_accuracy"]["per_seed"]))
+            assert set(row["success_rate"]) == {"pgd", "advgan"}
         for split in ("test", "validation"):
             columns = {column: np.asarray(row[split][column]["per_seed"]) for column in robust_study.COLUMNS}
             assert all(len(values) == 2 for values in columns.values())
@@ -74,6 +99,22 @@ def check_table(config, full, strategies):
         assert full[name]["robust_accuracy"]["per_seed"] == row["test"]["robust_accuracy"]["per_seed"]
 
 
+def check_defense_row(row, full):
+    """defense_gan: its own columns, on its subsets; robust only if clean and both attacks fail."""
+    assert set(row["test"]) == {"accuracy", "undefended_clean_accuracy", *robust_study.COLUMNS[:1],
+                                *robust_study.DEFENSE_COLUMNS, "robust_accuracy"}
+    for split in ("test", "validation"):
+        values = {column: np.asarray(summary["per_seed"]) for column, summary in row[split].items()}
+        assert np.all(values["robust_accuracy"] <= np.minimum(values["naive_accuracy"], values["bpda_accuracy"]))
+        assert np.all(np.maximum(values["naive_accuracy"], values["bpda_accuracy"]) <= values["clean_accuracy"])
+    defense = full["meta"]["defense_gan"]
+    assert defense["scored_images"] == {"validation": 10, "test": 10}
+    assert defense["settings"]["attack_steps"] == 2 and defense["gan"]["checkpoint_step"] == 4
+    # The classifier behind the projection is standard's: the same stream, steps and batches.
+    assert full["defense_gan"]["accuracy"]["per_seed"] == full["standard"]["accuracy"]["per_seed"]
+    assert "pgd_accuracy" not in full["defense_gan"]  # the engine's table shows a dash there
+
+
 def test_robust_study_writes_the_table_and_robust_accuracy_is_at_most_clean(robust_run):
     config, workdir, full = robust_run
     check_table(config, full, FAST_STRATEGIES)
@@ -82,6 +123,10 @@ def test_robust_study_writes_the_table_and_robust_accuracy_is_at_most_clean(robu
     assert text.startswith("# Adversarial robustness")
     assert "| strategy | clean | PGD-3 | APGD-CE (4) | worst case | validation worst case |" in text
     assert "BatchNorm in inference mode" in text
+    assert "### Other budgets (test images only)" in text and "| l2:1 PGD | l2:1 APGD-CE | l2:1 worst case |" in text
+    assert "### AdvGAN beside PGD" in text and "| standard | " in text.split("### AdvGAN beside PGD")[1]
+    assert "### Defense-GAN" in text and "BPDA+EOT PGD-2" in text
+    assert "| defense_gan | " in text and "| — |" in text  # the engine's table: no PGD column of its own
 
 
 @pytest.mark.slow  # trains trades and pgd_at_generated too: ~1.5 min more on a busy 2-core machine
@@ -108,7 +153,7 @@ def test_robust_study_with_every_strategy(robust_run, tmp_path):
 def test_robust_study_chooses_the_best_strategy_on_validation(robust_run):
     _, workdir, full = robust_run
     means = {}
-    for name in FAST_STRATEGIES:
+    for name in FAST_STRATEGIES:  # defense_gan competes with its worst case under the adaptive attack
         with open(engine.record_path(workdir, name)) as stream:
             record = json.load(stream)
         assert len(record["validation"]) == 2 and "robust_accuracy" in record["validation"][0]
@@ -243,6 +288,13 @@ def test_trades_loss_is_cross_entropy_when_beta_is_zero(digits_state_and_batch):
     ("classifier.batch_size", 1, "'robust.generated_fraction'=0.5 of classifier.batch_size=1"),
     ("data.subset", "long_tail", "data.subset='none'"),
     ("experiment.strategies", "plain", "for long-tailed data"),
+    ("robust.extra_budgets", "linf:2", "'robust.extra_budgets'.*outside \\[0, 1\\]"),
+    ("robust.extra_budgets", "l2", "'robust.extra_budgets'.*NORM:EPS"),
+    ("robust.advgan_steps", -1, "'robust.advgan_steps' must be >= 0"),
+    ("robust.advgan_against", "standard,plain", "'robust.advgan_against' names \\['plain'\\]"),
+    ("defense.steps", 0, "'defense.steps' must be at least 1"),
+    ("defense.classes", -1, "'defense.classes' must be >= 0"),
+    ("defense.learning_rate", 0.0, "'defense.learning_rate' must be positive"),
 ])
 def test_robust_config_errors_name_the_key_and_the_fix(key, value, message):
     config = robust_config("", STRATEGIES)

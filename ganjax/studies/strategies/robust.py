@@ -28,8 +28,8 @@ one the evaluation attacks. The running statistics lag the weights by a few step
 network in training mode, as every ganjax classifier step does.
 
 After training, each strategy's finish hook attacks the scored validation and test images
-(`ganjax.studies.robust.robust_record`) and adds the per-seed robust accuracies to the record's
-per_seed and validation entries, where the engine chooses the best strategy on validation
+(`ganjax.studies.robust.robust_record`) and gives the per-seed robust accuracies to the engine, which adds
+them to the record's per_seed and validation entries, where it chooses the best strategy on validation
 (names.SELECTION_METRIC["robust"]).
 """
 
@@ -212,7 +212,7 @@ def make(name: str, context: StudyContext) -> Strategy:
         strategy.make_step = lambda: make_adversarial_step(spec)
 
     def finish(states, context, evaluate):
-        return robust.robust_record(context, strategy.classifiers(states), evaluate)
+        return robust.robust_record(context, strategy.classifiers(states), name)
 
     strategy.finish = finish
     return strategy
