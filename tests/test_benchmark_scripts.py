@@ -11,6 +11,7 @@ from conftest import REPO
 from ganjax import checkpoint, data, parallel
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import inversion_speed
 import pool_seeds
 import profile_training
 import semi_steps_per_call
@@ -68,3 +69,11 @@ def test_pool_seeds_names_a_strategy_a_run_lacks(tmp_path):
     second = _write_report(tmp_path / "b.json", {"semi_gan": [0.9]})
     with pytest.raises(ValueError, match="no 'accuracy' for strategy 'supervised'"):
         pool_seeds.main([first, second])
+
+
+def test_inversion_speed_times_both_convolution_forms_and_they_agree(tiny_gan_workdir, capsys):
+    assert inversion_speed.main(["--workdir", tiny_gan_workdir, "--num", "4", "--steps", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "canonical_convs=False" in out and "canonical_convs=True" in out and out.count("images/s") == 2
+    difference = float(out.rsplit("largest difference between the two projections:", 1)[1])
+    assert difference < 1e-4

@@ -121,13 +121,15 @@ def poisson_blend(images: jax.Array, fills: jax.Array, mask: jax.Array,
 _poisson_blend = jax.jit(poisson_blend, static_argnames=("max_iterations",))
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "gan_loss"))
+@functools.partial(jax.jit, static_argnames=("steps", "gan_loss", "canonical_convs"))
 def invert_batch(source: GeneratorSource, images, weights, candidate_labels, initial_latents,
-                  learning_rate, prior_weight, *, steps: int, gan_loss: str):
+                 learning_rate, prior_weight, *, steps: int, gan_loss: str, canonical_convs: bool | None = None):
     """One compiled inversion of images [n, H, W, C] with context weights [n, H, W] over
     candidate_labels [n, K] x restarts, initial_latents [n, K, R, Z]: each image's best candidate's
     (fill, label, latent, context loss, prior loss, context loss history [steps]). Pure: it may be
-    called inside another jitted function (`ganjax.defense_gan` projects with it)."""
+    called inside another jitted function (`ganjax.defense_gan` projects with it). canonical_convs:
+    rewrite the gradient's convolutions, which sit in the scan's body, into XLA:CPU's fast form
+    (`ganjax.xla_cpu`); None: on CPU only (benchmarks/inversion_speed.py measures both)."""
     count, num_labels, restarts, noise_dim = initial_latents.shape
     per_image = num_labels * restarts
     latents = initial_latents.reshape(count * per_image, noise_dim)
@@ -147,7 +149,7 @@ def invert_batch(source: GeneratorSource, images, weights, candidate_labels, ini
         return context + prior_weight * prior, (context, prior)
 
     loss_and_grad = jax.vmap(jax.value_and_grad(candidate_loss, has_aux=True))
-    if jax.default_backend() == "cpu":  # the gradient's convolutions sit in the scan's body (ganjax.xla_cpu)
+    if jax.default_backend() == "cpu" if canonical_convs is None else canonical_convs:
         loss_and_grad = canonicalize_convs(loss_and_grad)
     optimizer = optax.adam(learning_rate)
 

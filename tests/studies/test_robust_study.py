@@ -309,3 +309,15 @@ def test_a_robust_strategy_in_another_study_names_the_robust_study():
     config.experiment.strategies = "plain,pgd_at"
     with pytest.raises(ValueError, match="adversarial robustness \\(experiment.study='robust'\\)"):
         validate_config(config)
+
+
+def test_defense_gan_refuses_a_generator_of_another_image_size_before_training(tiny_gan_workdir, tmp_path):
+    from ganjax.studies import run
+
+    config = robust_config(tiny_gan_workdir, ("defense_gan",))
+    config.data.image_size = 12  # the classifiers see 12x12 digits; the GAN makes 16x16 images
+    # The GAN's saved config names the mismatch (ganjax.defense_gan.check_defense backs it for a generator
+    # passed by hand: tests/test_defense_gan.py).
+    with pytest.raises(ValueError, match=r"data.image_size: 16 -> 12"):
+        run(config, str(tmp_path / "run"), progress=False)
+    assert not os.path.exists(engine.record_path(str(tmp_path / "run"), "defense_gan"))

@@ -103,8 +103,6 @@ def defense_record(context: StudyContext, classifiers) -> dict:
     config = context.config
     generator = long_tail.trained_generator(context)
     subsets = defense_subsets(context)
-    defense_gan.check_defense(generator, data.to_model_range(subsets["test"].images[:1]),
-                              context.train_set.num_classes)
     jobs = [(split, s) for split in robust.SPLITS for s in range(config.experiment.num_seeds)]
     results = {split: [] for split in robust.SPLITS}
     start = time.perf_counter()
@@ -156,6 +154,9 @@ def make(name: str, context: StudyContext) -> Strategy:
     if name != "defense_gan":
         raise ValueError(f"{name!r} is not a Defense-GAN strategy; this module makes {names.DEFENSE_STRATEGIES}.")
     config = context.config
+    # The GAN first: a generator of another image shape or class count is refused before any training.
+    defense_gan.check_defense(long_tail.trained_generator(context), data.to_model_range(context.test_set.images[:1]),
+                              context.train_set.num_classes)
     strategy = classifier_strategy(name, context, ClassifierStepSpec(), config.classifier.batch_size,
                                    long_tail.COMPOSITIONS["plain"])
 
