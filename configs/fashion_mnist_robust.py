@@ -1,8 +1,11 @@
 """Adversarial robustness on Fashion-MNIST at L-inf eps 0.1 (the [0, 1] pixel scale; the usual 8/255 is
 CIFAR's): standard training, PGD adversarial training (Madry et al. 2018), TRADES (Zhang et al. 2019,
-beta 6) and PGD adversarial training with half of every batch made by the main job's conditional GAN
-(Gowal et al. 2021), the long-tail study's SmallCNN x 3 seeds each, judged by PGD-20 and APGD-CE (100
-iterations) on 1,000 class-stratified test images; the best strategy is chosen on 500 validation images.
+beta 6), PGD adversarial training with half of every batch made by the main job's conditional GAN
+(Gowal et al. 2021), and the standard classifier behind Defense-GAN's projection (Samangouei et al.
+2018), the long-tail study's SmallCNN x 3 seeds each. The trained four are judged by PGD-20 and APGD-CE
+(100 iterations) on 1,000 class-stratified test images at L-inf 0.1 (and on test also at L-inf 0.2 and
+L2 1.5), AdvGAN attacks standard and pgd_at, and Defense-GAN meets a naive and a BPDA+EOT attack on 200
+test images; the best strategy is chosen on 500 validation images (Defense-GAN: 100).
 
     python -m ganjax.train --config configs/fashion_mnist.py --workdir workdirs/fashion_mnist  # the GAN, once
     python -m ganjax.experiment --config configs/fashion_mnist_robust.py --workdir workdirs/fashion_mnist_robust
@@ -14,11 +17,9 @@ engine's rule); the main job's GAN saw them in training (it trains on the whole 
 classifiers did not. The generated fraction (0.5) is fixed here, not chosen on validation.
 
 Budget: 2,000 classifier steps at batch 64 (2.4 epochs of the 54,000-image training part) for every
-strategy, 7 PGD steps per training step. Estimated from the steps' measured cost at these shapes
-(3 seeds in one program, relative to a clean step: PGD-AT 3.7x, TRADES 5.3x, PGD-AT with generated
-images 4.9x) and BENCHMARKS.md's quiet-machine SmallCNN step (~11 ms per seed at batch 64): about
-15 minutes of training, 2-3 of attacks and 2 of compilation, about 20 minutes on 2 quiet CPU cores;
-a machine shared with other jobs can take several times longer. Not yet run.
+strategy, 7 PGD steps per training step. Measured on 2 CPU cores (BENCHMARKS.md, 2026-12-02): the four
+trained strategies 47.6 min with the test suite running beside them (standard 7.0, pgd_at 15.7, trades
+12.8, pgd_at_generated 12.1), defense_gan 11.8 min alone: about an hour in all.
 """
 
 import os
@@ -55,9 +56,9 @@ def get_config():
     config.robust.extra_budgets = "linf:0.2,l2:1.5"
     config.robust.advgan_steps = 1000
     config.robust.advgan_against = "standard,pgd_at"
-    # Defense-GAN: 20 Adam steps x 1 start x the classifier's 2 likeliest classes per projection (measured
-    # 0.055 s per image here: the authors' 200 x 10 would be 50 times that), judged on 200 test and 100
-    # validation images by naive PGD-20 and BPDA+EOT PGD-10 (1 draw per step).
+    # Defense-GAN: 20 Adam steps x 1 start x the classifier's 2 likeliest classes per projection (0.049 s per
+    # image per projection in the study: the authors' 200 x 10 would be 50 times that), judged on 200 test
+    # and 100 validation images by naive PGD-20 and BPDA+EOT PGD-10 (1 draw per step).
     config.defense.steps = 20
     config.defense.restarts = 1
     config.defense.classes = 2
