@@ -143,7 +143,9 @@ def test_torch_reference_computes_ganjax_functions(size, channels, num_classes, 
     images = np.asarray(generator.apply(generator_variables, noise, labels, train=False))
     with torch.no_grad():
         torch_images = torch_generator.eval()(_tensor(noise), torch.from_numpy(labels).long())
-    np.testing.assert_allclose(torch_images.numpy().transpose(0, 2, 3, 1), images, atol=1e-5)
+    # float32 through five layers and BatchNorm: the two libraries' convolution kernels sum in other
+    # orders (3e-5 seen at 28x28 on an Intel Xeon); a wrong weight mapping is off by tenths.
+    np.testing.assert_allclose(torch_images.numpy().transpose(0, 2, 3, 1), images, rtol=1e-4, atol=1e-4)
 
     logits = np.asarray(discriminator.apply(discriminator_variables, images, labels))
     with torch.no_grad():
