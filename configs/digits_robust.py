@@ -1,7 +1,8 @@
 """Tiny robust study for tests and a first look: scikit-learn's digits at 16x16, L-inf eps 0.1 (and L2 1.0
 on test), the five strategies (standard, pgd_at, trades, pgd_at_generated, defense_gan) x 3 seeds, every
-test and validation image attacked by PGD and APGD-CE (Defense-GAN: 60 test and 30 validation images). The GAN is trained in WORKDIR/gan first (300 steps of a very small model: it checks
-the plumbing, not the method); 1.5 min on 2 CPU cores with a warm compilation cache (2026-12-02), several more cold, mostly compilation.
+test and validation image attacked by PGD and APGD-CE (Defense-GAN: 60 test and 30 validation images).
+The GAN is trained in WORKDIR/gan first (300 steps of a very small model: it checks the plumbing, not
+the method). 1.5 min on 2 CPU cores with a warm compilation cache (2026-12-02), several more cold.
 
     python -m ganjax.experiment --config configs/digits_robust.py --workdir /tmp/digits_robust
 """
