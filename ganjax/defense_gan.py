@@ -28,6 +28,7 @@ otherwise) with the TrainedGenerator's BatchNorm statistics; all read-only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -134,22 +135,21 @@ def check_defense(generator: TrainedGenerator, images: np.ndarray, num_classes: 
         )
 
 
-_DEFENDED = {}
+@functools.partial(jax.jit, static_argnames="defense")
+def _defended_classes(defense: DefenseGAN, params: dict, images: jax.Array, key: jax.Array) -> jax.Array:
+    return jnp.argmax(defense(params, images, key), axis=-1)
 
 
 def defended_predictions(defense: DefenseGAN, params: dict, images, key: jax.Array, batch_size: int = 100
                          ) -> np.ndarray:
     """Defended class predictions [N] of images [N, H, W, C] in [-1, 1]; batch i projects with
     fold_in(key, i) (the last batch padded: one compiled shape)."""
-    if defense not in _DEFENDED:
-        _DEFENDED[defense] = jax.jit(lambda p, x, k: jnp.argmax(defense(p, x, k), axis=-1))
-    predict = _DEFENDED[defense]
     images = np.asarray(images, np.float32)
     count = len(images)
     chunk = min(batch_size, count)
     predictions = []
     for index, start in enumerate(range(0, count, chunk)):
         rows = np.minimum(np.arange(start, start + chunk), count - 1)
-        predictions.append(np.asarray(predict(params, images[rows], jax.random.fold_in(key, index)))[
+        predictions.append(np.asarray(_defended_classes(defense, params, images[rows], jax.random.fold_in(key, index)))[
             :min(chunk, count - start)])
     return np.concatenate(predictions) if predictions else np.zeros((0,), np.int32)

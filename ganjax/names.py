@@ -218,6 +218,7 @@ def parse_budgets(text: str, key: str = "robust.extra_budgets") -> tuple[tuple[s
     budgets = []
     for part in (part.strip() for part in str(text).split(",") if part.strip()):
         norm, colon, eps = part.partition(":")
+        norm = norm.strip()
         try:
             value = float(eps)
         except ValueError:
@@ -225,11 +226,11 @@ def parse_budgets(text: str, key: str = "robust.extra_budgets") -> tuple[tuple[s
         if not colon or value is None:
             raise ValueError(f"Config key {key!r}: {part!r} is not NORM:EPS; write e.g. 'linf:0.2,l2:1.5' "
                              f"(NORM one of {', '.join(ATTACK_NORMS)}, eps on the [0, 1] pixel scale).")
-        check_attack_norm(norm.strip())
-        if not 0.0 <= value <= (1.0 if norm.strip() == "linf" else float("inf")):
+        check_attack_norm(norm)
+        if not 0.0 <= value <= (1.0 if norm == "linf" else float("inf")):
             raise ValueError(f"Config key {key!r}: eps {value} of {part!r} is outside "
-                             f"{'[0, 1] (the pixel range)' if norm.strip() == 'linf' else '[0, inf)'}.")
-        budgets.append((norm.strip(), value))
+                             f"{'[0, 1] (the pixel range)' if norm == 'linf' else '[0, inf)'}.")
+        budgets.append((norm, value))
     if len(set(budgets)) != len(budgets):
         raise ValueError(f"Config key {key!r} lists a budget twice: {text!r}.")
     return tuple(budgets)

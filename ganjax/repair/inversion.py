@@ -149,7 +149,9 @@ def invert_batch(source: GeneratorSource, images, weights, candidate_labels, ini
         return context + prior_weight * prior, (context, prior)
 
     loss_and_grad = jax.vmap(jax.value_and_grad(candidate_loss, has_aux=True))
-    if jax.default_backend() == "cpu" if canonical_convs is None else canonical_convs:
+    if canonical_convs is None:
+        canonical_convs = jax.default_backend() == "cpu"
+    if canonical_convs:
         loss_and_grad = canonicalize_convs(loss_and_grad)
     optimizer = optax.adam(learning_rate)
 

@@ -212,6 +212,19 @@ def _summaries(entries: list[dict] | None, metrics) -> dict[str, dict]:
             if entries and all(metric in seed for seed in entries)}
 
 
+def _budget_summaries(per_seed: list[dict], budget_index: int, budget: tuple[str, float]) -> dict[str, dict]:
+    """{column: summary} of the COLUMNS under one budget (their per-seed keys named by `budget_metric`)."""
+    keys = {budget_metric(column, budget_index, budget): column for column in COLUMNS}
+    return {keys[key]: summary for key, summary in _summaries(per_seed, keys).items()}
+
+
+def _largest_perturbation(entries: list[dict], budget_index: int, budget: tuple[str, float]) -> float | None:
+    """The largest perturbation any attack found under one budget, over the seeds' entries that have it."""
+    key = budget_metric("max_perturbation", budget_index, budget)
+    found = [value for seed in entries if key in seed for value in seed[key].values()]
+    return max(found, default=0.0) if any(key in seed for seed in entries) else None
+
+
 def robust_table(records: dict[str, dict], config) -> dict[str, dict]:
     """{strategy: {"test": {column: summary}, "validation": {column: summary}, "budgets": {budget name:
     {column: summary}} (test, robust.extra_budgets), "attack_seconds": s, "max_perturbation": {budget
@@ -227,17 +240,12 @@ def robust_table(records: dict[str, dict], config) -> dict[str, dict]:
             row["success_rate"] = {attack: report.summarize([1.0 - seed[metric] / max(seed["clean_accuracy"], 1e-12)
                                                              for seed in record["per_seed"]])
                                    for attack, metric in (("pgd", "pgd_accuracy"), ("advgan", "advgan_accuracy"))}
-        row["budgets"] = {names.budget_name(*budget): _summaries(record["per_seed"], [
-            budget_metric(column, b, budget) for column in COLUMNS]) for b, budget in enumerate(all_budgets) if b}
-        row["budgets"] = {budget: {column.partition("@")[0]: summary for column, summary in summaries.items()}
-                          for budget, summaries in row["budgets"].items()}
+        row["budgets"] = {names.budget_name(*budget): _budget_summaries(record["per_seed"], b, budget)
+                          for b, budget in enumerate(all_budgets) if b}
         row["attack_seconds"] = float(sum(sum(value.values()) for seed in entries for key, value in seed.items()
                                           if key.partition("@")[0] == "seconds"))
-        row["max_perturbation"] = {
-            names.budget_name(*budget): max((max(seed[budget_metric("max_perturbation", b, budget)].values(), default=0.0)
-                                             for seed in entries if budget_metric("max_perturbation", b, budget) in seed),
-                                            default=None)
-            for b, budget in enumerate(all_budgets)}
+        row["max_perturbation"] = {names.budget_name(*budget): _largest_perturbation(entries, b, budget)
+                                   for b, budget in enumerate(all_budgets)}
         table[name] = row
     return table
 
