@@ -161,6 +161,11 @@ def default_config() -> ml_collections.ConfigDict:
     # Free text for report.md's setup: how the config's settings were chosen (e.g. which were
     # chosen on validation, and any that were not).
     config.experiment.note = ""
+    # Settings the study engine chooses per strategy on the validation split: "KEY=V1,V2;KEY=V1,V2" tries
+    # the product of the axes for every listed strategy that may vary those keys (ganjax.names.TUNABLE_KEYS),
+    # keeps the point with the best validation score and reads the test split for that point alone.
+    # "" = no grid, e.g. "robust.generated_fraction=0,0.25,0.5".
+    config.experiment.grid = ""
 
     # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's
     # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.
@@ -467,7 +472,39 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     _validate_semi(given)
     _validate_repair(given)
     _validate_robust(given)
+    _validate_grid(config, given)
     return config
+
+
+def with_overrides(config: ml_collections.ConfigDict, assignments) -> ml_collections.ConfigDict:
+    """A validated copy of `config` with "KEY=VALUE" `assignments` applied (`apply_overrides`); `config`
+    is left as it is."""
+    return apply_overrides(config.copy_and_resolve_references(), list(assignments))
+
+
+def _validate_grid(config: ml_collections.ConfigDict, given: dict) -> None:
+    """experiment.grid: every key in the schema and tunable by a listed strategy, every point a valid config."""
+    axes = names.parse_grid(given["experiment.grid"])
+    if not axes:
+        return
+    listed = names.parse_strategies(given["experiment.strategies"])
+    tunable = sorted({key for name in listed for key in names.TUNABLE_KEYS.get(name, ())})
+    for key, _ in axes:
+        check_key(key)
+        if key not in tunable:
+            raise ValueError(
+                f"Config key 'experiment.grid' varies {key!r}, which none of the listed strategies "
+                f"({', '.join(listed)}) lets the engine choose; they may vary {tunable or 'no key'} "
+                f"(ganjax.names.TUNABLE_KEYS: {names.TUNABLE_KEYS})."
+            )
+    plain = config.copy_and_resolve_references()
+    plain.experiment.grid = ""
+    for point in names.grid_assignments(axes):
+        try:
+            with_overrides(plain, point)
+        except ValueError as error:
+            raise ValueError(f"Config key 'experiment.grid': the point {', '.join(point)} is not a valid "
+                             f"config: {error}") from error
 
 
 def _validate_steps_per_call(given: dict) -> None:
@@ -644,10 +681,10 @@ def _validate_robust(given: dict) -> None:
     if not given["defense.learning_rate"] > 0:
         raise ValueError(f"Config key 'defense.learning_rate' must be positive, got {given['defense.learning_rate']}.")
     fraction = given["robust.generated_fraction"]
-    if not 0.0 < fraction < 1.0:
+    if not 0.0 <= fraction < 1.0:
         raise ValueError(
-            f"Config key 'robust.generated_fraction' must be in (0, 1) (the share of each pgd_at_generated batch "
-            f"that the GAN makes), got {fraction}."
+            f"Config key 'robust.generated_fraction' must be in [0, 1) (the share of each pgd_at_generated batch "
+            f"that the GAN makes; 0 trains as pgd_at does), got {fraction}."
         )
     if names.study_of(given["data.subset"], given["experiment.study"]) != "robust":
         return
@@ -659,9 +696,9 @@ def _validate_robust(given: dict) -> None:
     if "pgd_at_generated" in names.parse_strategies(given["experiment.strategies"]):
         batch_size = given["classifier.batch_size"]
         generated = int(round(fraction * batch_size))
-        if not 1 <= generated <= batch_size - 1:
+        if generated > batch_size - 1:
             raise ValueError(
                 f"Config key 'robust.generated_fraction'={fraction} of classifier.batch_size={batch_size} gives "
-                f"{generated} generated images per step; pgd_at_generated needs at least one generated and one "
-                "real image: raise classifier.batch_size or move the fraction towards 0.5."
+                f"{generated} generated images per step; pgd_at_generated needs at least one real image: raise "
+                "classifier.batch_size or lower the fraction."
             )

@@ -72,6 +72,12 @@ STUDY_METRICS = {"long_tail": LONG_TAIL_METRICS, "few_label": FEW_LABEL_METRICS,
 # The metric on which the best strategy is chosen, on the validation split.
 SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "repair": "accuracy",
                     "robust": "robust_accuracy"}
+# Settings the study engine chooses per strategy on the validation split (experiment.grid): strategy -> the
+# config keys its grid may vary. Each key changes only what that strategy computes, never a resource
+# several strategies share (the GAN, the validation split), so every grid point reuses them.
+TUNABLE_KEYS = {
+    "pgd_at_generated": ("robust.generated_fraction",),
+}
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")
 SYNTHETIC_FILTERS = ("none", "confidence", "discriminator")
@@ -254,3 +260,35 @@ def check_attack_norm(norm: str) -> str:
         raise ValueError(f"Attack norm {norm!r} is unknown; choose one of {', '.join(ATTACK_NORMS)} "
                          "(lowercase: linf bounds every pixel's change, l2 the change's Euclidean length).")
     return norm
+
+
+def parse_grid(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """((key, (value, ...)), ...) from experiment.grid, "KEY=V1,V2;KEY=V1,V2" ("" gives ()): the axes
+    whose product the study engine tries per strategy (values as written; `ganjax.config` types them).
+
+    Raises ValueError naming a part that is not KEY=VALUES, an axis without values, a repeated key or a
+    repeated value."""
+    axes = []
+    for part in (part.strip() for part in str(text).split(";") if part.strip()):
+        key, equals, values = part.partition("=")
+        key = key.strip()
+        listed = tuple(value.strip() for value in values.split(",") if value.strip())
+        if not equals or not key or not listed:
+            raise ValueError(f"Config key 'experiment.grid': {part!r} is not KEY=VALUES; write e.g. "
+                             "'robust.generated_fraction=0,0.25,0.5' (axes separated by ';').")
+        if len(set(listed)) != len(listed):
+            raise ValueError(f"Config key 'experiment.grid' lists a value of {key!r} twice: {part!r}.")
+        axes.append((key, listed))
+    keys = [key for key, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"Config key 'experiment.grid' names a key twice: {text!r}; list its values once, "
+                         "separated by commas.")
+    return tuple(axes)
+
+
+def grid_assignments(axes) -> list[tuple[str, ...]]:
+    """Every point of `parse_grid`'s axes, as "KEY=VALUE" assignments, in grid order (the last axis fastest)."""
+    import itertools
+
+    return [tuple(f"{key}={value}" for (key, _), value in zip(axes, values))
+            for values in itertools.product(*(values for _, values in axes))]

@@ -33,6 +33,7 @@ from ganjax.state import ModelState
 from ganjax.steps import make_multi_step, over_seeds
 
 STRATEGY_DIR = "strategies"
+SPLITS = ("validation", "test")  # the splits a strategy is evaluated on, in this order
 VALIDATION_INDICES_FILE = "validation_indices.json"
 CHECK_EVERY = 100  # steps between the loop's finite checks and progress-bar updates
 logger = logging.getLogger("ganjax")
@@ -45,6 +46,7 @@ RESULT_NEUTRAL_KEYS = (
     "semi.steps_per_call",
     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.samples_per_class", "train.steps_per_call", "train.allow_config_change",
+    "experiment.grid",  # a strategy on a grid records its grid and checks it itself (`run_grid`)
 )
 RESULT_NEUTRAL_SECTIONS = ("eval", "parallel")
 
@@ -96,9 +98,11 @@ class Strategy:
     vectorize: seeds by jax.vmap rather than unrolled (`ganjax.steps.over_seeds`);
     stream: keeps this strategy family's random keys apart from others' (`seed_keys`);
     step_keys: overrides the per-seed step keys (per_seed False: one key);
-    finish: (states, context, evaluate) -> extra record fields, after evaluation; its "seed_metrics"
-      entry, {"test": [per-seed dicts], "validation": [...]}, is merged into the engine's per-seed
-      metrics of those splits (where the report and the choice on validation read them), not stored;
+    finish: (states, context, evaluate, splits) -> extra record fields, after evaluation on `splits`
+      (a subset of SPLITS: a grid point is evaluated on validation alone, the chosen one then on test);
+      its "seed_metrics" entry, {"test": [per-seed dicts], "validation": [...]} for those splits, is
+      merged into the engine's per-seed metrics of those splits (where the report and the choice on
+      validation read them), not stored;
     divergence_hint: what to do when a metric turns non-finite.
     """
 
@@ -116,7 +120,7 @@ class Strategy:
     vectorize: bool = False
     per_seed: bool = True
     step_keys: jax.Array | None = None
-    finish: Callable[[Any, StudyContext, Callable], dict] | None = None
+    finish: Callable[[Any, StudyContext, Callable, tuple[str, ...]], dict] | None = None
     divergence_hint: str = "lower the learning rate"
 
 
@@ -366,15 +370,16 @@ def config_differences(saved: dict, config, sections: tuple[str, ...]) -> dict[s
     return differing_keys(saved, config, ignore)
 
 
-def load_finished(workdir: str, name: str, config, sections: tuple[str, ...]) -> dict | None:
+def load_finished(workdir: str, name: str, config, sections: tuple[str, ...], chosen: tuple[str, ...] = ()) -> dict | None:
     """Strategy `name`'s record from an earlier run whose config agrees on the keys of `sections`
-    (those that define the strategy's result), else None (not run yet); raises ValueError naming
-    the keys that differ."""
+    (those that define the strategy's result) but `chosen` (keys its grid chooses), else None (not run
+    yet); raises ValueError naming the keys that differ."""
     path = record_path(workdir, name)
     if not os.path.exists(path):
         return None
     record = json.loads(open(path).read())
     differences = config_differences(record.get("config", {}), config, sections)
+    differences = {key: values for key, values in differences.items() if key not in chosen}
     if differences:
         listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in
                            ((key, *values) for key, values in sorted(differences.items())))
@@ -395,28 +400,137 @@ def merge_seed_metrics(engine_metrics: list[dict] | None, extra: list[dict] | No
     return [{**mine, **theirs} for mine, theirs in zip(engine_metrics, extra)]
 
 
-def run_strategy(strategy: Strategy, context: StudyContext) -> dict:
-    """Trains, evaluates and records one strategy; returns its record: {"per_seed" (test),
-    "validation" (per seed, or None), "wall_seconds", "train_seconds", "config", ...finish's}."""
+def evaluate_strategy(strategy: Strategy, states, context: StudyContext, splits: tuple[str, ...] = SPLITS) -> dict:
+    """{"validation": per-seed metrics (None without a validation split), "per_seed": per-seed test
+    metrics, ...finish's fields} of trained `states` on `splits` (a split left out: no entry)."""
+    evaluate = evaluator(context, strategy.logits)
+    classifiers = strategy.classifiers(states)
+    datasets = {"validation": context.validation_set, "test": context.test_set}
+    metrics = {split: None if datasets[split] is None else evaluate(classifiers, datasets[split]) for split in splits}
+    extras = dict(strategy.finish(states, context, evaluate, splits)) if strategy.finish is not None else {}
+    seed_metrics = extras.pop("seed_metrics", {})
+    fields = {"validation": "validation", "test": "per_seed"}
+    return {fields[split]: merge_seed_metrics(metrics[split], seed_metrics.get(split)) for split in splits} | extras
+
+
+def run_strategy(strategy: Strategy, context: StudyContext, splits: tuple[str, ...] = SPLITS,
+                 record_name: str | None = None) -> tuple[Any, dict]:
+    """Trains, evaluates on `splits` and records one strategy in WORKDIR/strategies/RECORD_NAME.json
+    (default: the strategy's name); returns (its trained states, its record: {"per_seed" (test),
+    "validation" (per seed, or None), "wall_seconds", "train_seconds", "config", ...finish's})."""
     start = time.perf_counter()
     states = train(strategy, context.config, context.mesh, context.progress)
     train_seconds = time.perf_counter() - start
-    evaluate = evaluator(context, strategy.logits)
-    classifiers = strategy.classifiers(states)
-    validation = None if context.validation_set is None else evaluate(classifiers, context.validation_set)
-    per_seed = evaluate(classifiers, context.test_set)
-    extras = dict(strategy.finish(states, context, evaluate)) if strategy.finish is not None else {}
-    seed_metrics = extras.pop("seed_metrics", {})
     record = {
-        "per_seed": merge_seed_metrics(per_seed, seed_metrics.get("test")),
-        "validation": merge_seed_metrics(validation, seed_metrics.get("validation")),
-        **extras,
+        **evaluate_strategy(strategy, states, context, splits),
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "config": context.config.to_dict(),
     }
-    save_record(record_path(context.workdir, strategy.name), record)
-    return json.loads(json.dumps(record, default=_json_default))  # as a rerun reads it
+    save_record(record_path(context.workdir, record_name or strategy.name), record)
+    return states, json.loads(json.dumps(record, default=_json_default))  # as a rerun reads it
+
+
+# --- Settings chosen on validation (experiment.grid).
+
+
+def grid_points(config, name: str) -> list[tuple[str, ...]]:
+    """Strategy `name`'s grid: every point ("KEY=VALUE" assignments) of experiment.grid's axes over the
+    keys the strategy may vary (names.TUNABLE_KEYS); [] when none applies."""
+    tunable = names.TUNABLE_KEYS.get(name, ())
+    axes = [axis for axis in names.parse_grid(config.experiment.grid) if axis[0] in tunable]
+    return names.grid_assignments(axes) if axes else []
+
+
+def point_name(name: str, point: tuple[str, ...]) -> str:
+    """The record name of strategy `name` at grid point `point`: "NAME@KEY=VALUE,KEY=VALUE"."""
+    return f"{name}@{','.join(point)}"
+
+
+def states_path(workdir: str, record_name: str) -> str:
+    return os.path.join(workdir, STRATEGY_DIR, f"{record_name}.states.msgpack")
+
+
+def save_states(path: str, states) -> None:
+    """Writes trained states (any pytree of arrays) atomically, for the test evaluation of a chosen point."""
+    from flax import serialization
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as stream:
+        stream.write(serialization.to_bytes(jax.device_get(states)))
+    os.replace(path + ".tmp", path)
+
+
+def load_states(path: str, strategy: Strategy, config) -> Any:
+    """`save_states`' states, restored into the structure of `strategy.init`'s."""
+    from flax import serialization
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the grid point's record exists but its trained states do not; "
+                                f"delete {path.removesuffix('.states.msgpack')}.json to retrain the point.")
+    template = strategy.init(seed_keys(config.seed, config.experiment.num_seeds, strategy.stream)[0])
+    with open(path, "rb") as stream:
+        return serialization.from_bytes(template, stream.read())
+
+
+def seed_mean(per_seed: list[dict], metric: str) -> float:
+    return float(np.mean([seed[metric] for seed in per_seed]))
+
+
+def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyContext) -> dict:
+    """Strategy `name` at every grid point: each trained and evaluated on the validation split alone
+    (its record WORKDIR/strategies/NAME@POINT.json, its states beside it); the point with the best mean
+    validation score (names.SELECTION_METRIC; the first of equals in grid order) is then evaluated on
+    the test split, once. Returns the strategy's record, with "grid": the points' validation scores and
+    the chosen point. A rerun reuses finished points, and the whole record when the grid is the same."""
+    config, workdir = context.config, context.workdir
+    if context.validation_set is None:
+        raise ValueError(f"Config key 'experiment.grid' asks the engine to choose {name}'s settings on the "
+                         "validation split, but this study has none; set experiment.grid=''.")
+    metric = names.SELECTION_METRIC[context.study]
+    chosen_keys = tuple(assignment.partition("=")[0] for assignment in points[0])
+    record = load_finished(workdir, name, config, module.SECTIONS, chosen_keys)
+    if record is not None:
+        if [point["point"] for point in record.get("grid", {}).get("points", [])] == [list(p) for p in points]:
+            return record
+        earlier = [", ".join(point["point"]) for point in record.get("grid", {}).get("points", [])]
+        raise ValueError(f"Strategy {name!r} finished in {workdir} on another grid ({' | '.join(earlier) or 'none'}); "
+                         "use a fresh workdir, or delete "
+                         f"{record_path(workdir, name)} to choose again on this grid.")
+    from ganjax.config import with_overrides
+
+    start = time.perf_counter()
+    tried = []
+    for point in tqdm(points, desc=f"{name} grid", unit="point", disable=not context.progress, leave=False):
+        point_context = dataclasses.replace(context, config=with_overrides(config, point + ("experiment.grid=",)))
+        record_name = point_name(name, point)
+        point_record = load_finished(workdir, record_name, point_context.config, module.SECTIONS)
+        states = None
+        if point_record is None:
+            strategy = module.make(name, point_context)
+            states, point_record = run_strategy(strategy, point_context, ("validation",), record_name)
+            save_states(states_path(workdir, record_name), states)
+        tried.append((point, point_context, point_record, states))
+        logger.info("%s: validation %s %.4f", record_name, metric, seed_mean(point_record["validation"], metric))
+    scores = [seed_mean(point_record["validation"], metric) for _, _, point_record, _ in tried]
+    point, point_context, point_record, states = tried[int(np.argmax(scores))]
+    strategy = module.make(name, point_context)
+    if states is None:
+        states = load_states(states_path(workdir, point_name(name, point)), strategy, point_context.config)
+    extras = {key: value for key, value in point_record.items() if key not in ("per_seed", "validation", "config")}
+    record = {
+        **extras,
+        **evaluate_strategy(strategy, states, point_context, ("test",)),
+        "validation": point_record["validation"],
+        "grid": {"metric": metric, "chosen": list(point),
+                 "points": [{"point": list(p), "validation_mean": score, "wall_seconds": r["wall_seconds"]}
+                            for (p, _, r, _), score in zip(tried, scores)]},
+        "train_seconds": sum(r["train_seconds"] for _, _, r, _ in tried),
+        "wall_seconds": sum(r["wall_seconds"] for _, _, r, _ in tried) + time.perf_counter() - start,
+        "config": config.to_dict(),
+    }
+    save_record(record_path(workdir, name), record)
+    return json.loads(json.dumps(record, default=_json_default))
 
 
 def validation_means(records: dict[str, dict], metric_names: tuple[str, ...]) -> dict[str, dict[str, float]] | None:
@@ -436,6 +550,17 @@ def best_on_validation(means: dict[str, dict[str, float]] | None, metric: str) -
     return max(means, key=lambda name: means[name][metric])
 
 
+def grid_notes(grids: dict[str, dict]) -> str:
+    """report.md's lines on the settings each grid strategy chose on validation."""
+    lines = []
+    for name, grid in grids.items():
+        tried = "; ".join(f"{', '.join(point['point'])}: {point['validation_mean']:.4f}" for point in grid["points"])
+        lines.append(f"\n- {name}: settings chosen on validation {grid['metric']} (mean over seeds) from a grid: "
+                     f"{tried}; chosen {', '.join(grid['chosen'])}, the only point read on the test split. Its "
+                     "validation figure is the best of the grid's, so optimistic beside single-setting strategies'.")
+    return "".join(lines)
+
+
 # --- The study.
 
 
@@ -452,9 +577,16 @@ def run_study(study_module, config, workdir: str, progress: bool = True) -> dict
     for name in tqdm(names.parse_strategies(config.experiment.strategies), desc="strategies", unit="strategy",
                      disable=not progress):
         module = strategy_module(name)
-        record = load_finished(workdir, name, config, module.SECTIONS)
-        if record is None:  # only now is the strategy built (a GAN strategy may train its GAN)
-            record = run_strategy(module.make(name, context), context)
+        points = grid_points(config, name)
+        if points:
+            record = run_grid(module, name, points, context)
+        elif (record := load_finished(workdir, name, config, module.SECTIONS)) is None:
+            # Only now is the strategy built (a GAN strategy may train its GAN).
+            _, record = run_strategy(module.make(name, context), context)
+        elif "grid" in record:
+            raise ValueError(f"Strategy {name!r} finished in {workdir} with its settings chosen on a grid "
+                             f"({record['grid']['chosen']}), and experiment.grid now chooses none of them; restore "
+                             f"the grid, use a fresh workdir, or delete {record_path(workdir, name)}.")
         else:
             logger.info("%s: finished in an earlier run, results loaded from %s", name, record_path(workdir, name))
         records[name] = record
@@ -472,6 +604,7 @@ def run_study(study_module, config, workdir: str, progress: bool = True) -> dict
         "num_seeds": config.experiment.num_seeds,
         "validation_mean": means,
         "best_on_validation": best,
+        "grid": {name: record["grid"] for name, record in records.items() if "grid" in record},
         **study_module.describe(context, records),
         "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
     }
@@ -480,6 +613,7 @@ def run_study(study_module, config, workdir: str, progress: bool = True) -> dict
     per_seed = {name: record["per_seed"] for name, record in records.items()}
     full = report.build_report(per_seed, meta, metrics=metric_names)
     notes = study_module.notes(meta)
+    notes += grid_notes(meta["grid"])
     if config.experiment.note:
         notes += f"\n- How the settings were chosen: {config.experiment.note}"
     shown = best if best is not None else next(iter(records))

@@ -316,9 +316,11 @@ def few_label_strategy(name: str, context: StudyContext, make_step: Callable[[Fe
             return classifier_of(states).replace(params=average)
         return classifier_of(states)
 
-    def finish(states, context, evaluate) -> dict:
+    def finish(states, context, evaluate, splits) -> dict:
         trained = states[0] if average_decay > 0 else states
         extras = {}
+        if "test" not in splits:  # a grid point, judged on validation alone
+            return extras
         if average_decay > 0:
             extras["last_iterate_accuracy"] = [seed["accuracy"] for seed in evaluate(classifier_of(trained),
                                                                                     context.test_set)]

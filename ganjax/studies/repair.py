@@ -200,8 +200,8 @@ def split_methods(config, split: str) -> tuple[str, ...]:
     return methods if split == "test" else tuple(method for method in methods if method != "inversion")
 
 
-def repair_scores(context: StudyContext, classifiers, logits_fn, repaired: bool) -> dict:
-    """{split: {"clean": [S scores], "damages": {damage: {method: [S scores]}}}} of S stacked
+def repair_scores(context: StudyContext, classifiers, logits_fn, repaired: bool, splits: tuple[str, ...] = SPLITS) -> dict:
+    """{split: {"clean": [S scores], "damages": {damage: {method: [S scores]}}}} for each of `splits`, of S stacked
     classifiers, each seed on its own damage draw: with `repaired`, every method of `split_methods`
     (with timings); without, the damaged images only ("none")."""
     from ganjax.repair import damaged_region
@@ -210,12 +210,12 @@ def repair_scores(context: StudyContext, classifiers, logits_fn, repaired: bool)
     num_seeds = config.experiment.num_seeds
     specs = names.parse_damages(config.repair.damages)
     results = {}
-    jobs = [(split, d, s) for split in SPLITS for d in range(len(specs)) for s in range(num_seeds)]
+    jobs = [(split, d, s) for split in splits for d in range(len(specs)) for s in range(num_seeds)]
     if repaired and config.repair.encoder_steps and "inversion" in split_methods(config, "test"):
         trained_encoder(context)  # trained once, before the timed repairs (its own time is in resources)
     bar = tqdm(jobs, desc="repairs" if repaired else "damaged images", unit="set", disable=not context.progress,
                leave=False)
-    for split in SPLITS:
+    for split in splits:
         labels = context.resources["scored"][split].labels
         clean_images = data.to_model_range(context.resources["scored"][split].images)
         results[split] = {

@@ -135,14 +135,14 @@ def renamed(result: dict, budget_index: int, budget: tuple[str, float]) -> dict:
     return {budget_metric(name, budget_index, budget): value for name, value in result.items()}
 
 
-def robust_scores(context: StudyContext, classifiers) -> dict[str, list[dict]]:
-    """{split: [seed 0's scores, seed 1's, ...]} of S stacked classifiers on the scored images: the
+def robust_scores(context: StudyContext, classifiers, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+    """{split: [seed 0's scores, seed 1's, ...]} for each of `splits`, of S stacked classifiers on the scored images: the
     `score_classifier` results under every budget (test) or robust.eps alone (validation), named by
     `budget_metric`; seed s attacked with its own keys (`attack_key`)."""
     config = context.config
     num_seeds = config.experiment.num_seeds
-    results = {split: [{} for _ in range(num_seeds)] for split in SPLITS}
-    jobs = [(split, s, b, budget) for split in SPLITS for b, budget in enumerate(budgets(config))
+    results = {split: [{} for _ in range(num_seeds)] for split in splits}
+    jobs = [(split, s, b, budget) for split in splits for b, budget in enumerate(budgets(config))
             for s in range(num_seeds) if split == "test" or b == 0]
     for split, seed_index, b, budget in tqdm(jobs, desc="attacks", unit="seed", disable=not context.progress,
                                             leave=False):
@@ -186,14 +186,15 @@ def advgan_scores(context: StudyContext, classifiers) -> list[dict]:
     return results
 
 
-def robust_record(context: StudyContext, classifiers, name: str) -> dict:
-    """Robust strategy `name`'s extra record fields (its finish hook): "seed_metrics", the attack scores
-    of `robust_scores` (and of `advgan_scores` for the strategies of robust.advgan_against) that the
+def robust_record(context: StudyContext, classifiers, name: str, splits: tuple[str, ...] = SPLITS) -> dict:
+    """Robust strategy `name`'s extra record fields (its finish hook on `splits`): "seed_metrics", the attack
+    scores of `robust_scores` (and on test of `advgan_scores` for the strategies of robust.advgan_against) that the
     engine merges into its per-seed clean metrics (where its report and its choice on validation,
     names.SELECTION_METRIC["robust"], read them); "robust": the attack settings per budget and the
     scored images' counts."""
-    scores = robust_scores(context, classifiers)
-    if int(context.config.robust.advgan_steps) and name in names.parse_strategies(context.config.robust.advgan_against):
+    scores = robust_scores(context, classifiers, splits)
+    if ("test" in splits and int(context.config.robust.advgan_steps)
+            and name in names.parse_strategies(context.config.robust.advgan_against)):
         for seed, extra in zip(scores["test"], advgan_scores(context, classifiers)):
             seed.update(extra)
     return {"seed_metrics": scores,

@@ -185,6 +185,58 @@ def test_robust_study_reuses_records_only_with_equal_robust_keys(robust_run):
         run(changed, workdir, progress=False)
 
 
+def test_the_engine_chooses_a_grid_strategys_setting_on_validation_and_reads_test_once(robust_run, tmp_path,
+                                                                                          monkeypatch):
+    import shutil
+
+    from ganjax.studies import run
+
+    config, workdir, _ = robust_run
+    shutil.copytree(workdir, tmp_path / "run")  # pgd_at is reused
+    workdir = str(tmp_path / "run")
+    config = robust_config(config.experiment.generator_workdir, ("pgd_at", "pgd_at_generated"))
+    config.experiment.grid = "robust.generated_fraction=0,0.5"
+    evaluated = []
+    real_evaluate = engine.evaluate_strategy
+
+    def recording_evaluate(strategy, states, context, splits=engine.SPLITS):
+        evaluated.append((strategy.name, context.config.robust.generated_fraction, splits))
+        return real_evaluate(strategy, states, context, splits)
+
+    monkeypatch.setattr(engine, "evaluate_strategy", recording_evaluate)
+    full = run(config, workdir, progress=False)
+    points = [("robust.generated_fraction=0",), ("robust.generated_fraction=0.5",)]
+    records = {point: json.load(open(engine.record_path(workdir, engine.point_name("pgd_at_generated", point))))
+               for point in points}
+    for record in records.values():
+        assert "per_seed" not in record and len(record["validation"]) == 2  # the points never see the test split
+    # Share 0 is pgd_at itself: the same batches, keys and step.
+    pgd_at = json.load(open(engine.record_path(workdir, "pgd_at")))
+    timeless = lambda seeds: [{key: value for key, value in seed.items() if key != "seconds"} for seed in seeds]  # noqa: E731
+    assert timeless(records[points[0]]["validation"]) == timeless(pgd_at["validation"])
+    scores = [np.mean([seed["robust_accuracy"] for seed in records[point]["validation"]]) for point in points]
+    chosen = points[int(np.argmax(scores))]
+    record = json.load(open(engine.record_path(workdir, "pgd_at_generated")))
+    assert record["grid"]["chosen"] == list(chosen) and record["validation"] == records[chosen]["validation"]
+    assert [point["validation_mean"] for point in record["grid"]["points"]] == pytest.approx(scores)
+    fraction = float(chosen[0].split("=")[1])
+    assert evaluated == [("pgd_at_generated", 0.0, ("validation",)), ("pgd_at_generated", 0.5, ("validation",)),
+                         ("pgd_at_generated", fraction, ("test",))]
+    assert len(record["per_seed"]) == 2 and "robust_accuracy" in record["per_seed"][0]
+    assert full["meta"]["grid"]["pgd_at_generated"]["chosen"] == list(chosen)
+    text = open(os.path.join(workdir, "report.md")).read()
+    assert f"pgd_at_generated: settings chosen on validation robust_accuracy" in text and f"chosen {chosen[0]}" in text
+    # A rerun trains nothing and reads the records; another grid is refused, naming the way out.
+    evaluated.clear()
+    assert run(config, workdir, progress=False)["meta"]["grid"] == full["meta"]["grid"] and evaluated == []
+    config.experiment.grid = "robust.generated_fraction=0,0.25"
+    with pytest.raises(ValueError, match="on another grid.*delete"):
+        run(config, workdir, progress=False)
+    config.experiment.grid = ""
+    with pytest.raises(ValueError, match="chosen on a grid"):
+        run(config, workdir, progress=False)
+
+
 # --- The steps.
 
 
@@ -283,9 +335,14 @@ def test_trades_loss_is_cross_entropy_when_beta_is_zero(digits_state_and_batch):
     ("robust.apgd_steps", 0, "'robust.apgd_steps'"),
     ("robust.train_step_size", -0.01, "'robust.train_step_size'"),
     ("robust.trades_beta", -1.0, "'robust.trades_beta' must be >= 0"),
-    ("robust.generated_fraction", 1.0, "'robust.generated_fraction' must be in \\(0, 1\\)"),
+    ("robust.generated_fraction", 1.0, "'robust.generated_fraction' must be in \\[0, 1\\)"),
     ("robust.num_test", -1, "'robust.num_test'"),
-    ("classifier.batch_size", 1, "'robust.generated_fraction'=0.5 of classifier.batch_size=1"),
+    ("robust.generated_fraction", 0.99, "'robust.generated_fraction'=0.99 of classifier.batch_size=16.*one real"),
+    ("experiment.grid", "robust.generated_fraction=0,1.5", "point robust.generated_fraction=1.5 is not a valid"),
+    ("experiment.grid", "robust.trades_beta=1,6", "varies 'robust.trades_beta'.*generated_fraction"),
+    ("experiment.grid", "robust.generated_fractoin=0", "'robust.generated_fractoin' is unknown"),
+    ("experiment.grid", "robust.generated_fraction", "is not KEY=VALUES"),
+    ("experiment.grid", "robust.generated_fraction=0,0", "lists a value of 'robust.generated_fraction' twice"),
     ("data.subset", "long_tail", "data.subset='none'"),
     ("experiment.strategies", "plain", "for long-tailed data"),
     ("robust.extra_budgets", "linf:2", "'robust.extra_budgets'.*outside \\[0, 1\\]"),

@@ -95,16 +95,16 @@ def defense_subsets(context: StudyContext) -> dict[str, data.Dataset]:
             for split in robust.SPLITS}
 
 
-def defense_record(context: StudyContext, classifiers) -> dict:
-    """defense_gan's finish: "seed_metrics" (METRICS per seed on each split's subset) and "defense"
-    (the settings, the subsets' sizes, the GAN and the wall time)."""
+def defense_record(context: StudyContext, classifiers, splits: tuple[str, ...] = robust.SPLITS) -> dict:
+    """defense_gan's finish: "seed_metrics" (METRICS per seed on the subset of each of `splits`) and
+    "defense" (the settings, the subsets' sizes, the GAN and the wall time)."""
     from ganjax import checkpoint
 
     config = context.config
     generator = long_tail.trained_generator(context)
     subsets = defense_subsets(context)
-    jobs = [(split, s) for split in robust.SPLITS for s in range(config.experiment.num_seeds)]
-    results = {split: [] for split in robust.SPLITS}
+    jobs = [(split, s) for split in splits for s in range(config.experiment.num_seeds)]
+    results = {split: [] for split in splits}
     start = time.perf_counter()
     for split, seed_index in tqdm(jobs, desc="defense_gan", unit="seed", disable=not context.progress, leave=False):
         classifier_apply, classifier_params = attacks.classifier_apply_fn(robust.seed_classifier(classifiers,
@@ -160,8 +160,8 @@ def make(name: str, context: StudyContext) -> Strategy:
     strategy = classifier_strategy(name, context, ClassifierStepSpec(), config.classifier.batch_size,
                                    long_tail.COMPOSITIONS["plain"])
 
-    def finish(states, context, evaluate):
-        return defense_record(context, strategy.classifiers(states))
+    def finish(states, context, evaluate, splits):
+        return defense_record(context, strategy.classifiers(states), splits)
 
     strategy.finish = finish
     return strategy

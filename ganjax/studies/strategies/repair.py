@@ -43,9 +43,9 @@ def make(name: str, context: StudyContext) -> Strategy:
     strategy = classifier_strategy(name, context, spec, config.classifier.batch_size, plain)
     if name == "clean":
 
-        def finish(states, context, evaluate):
-            scores = repair.repair_scores(context, strategy.classifiers(states), strategy.logits, repaired=True)
-            return {"repair": scores, "grid_files": repair.write_grids(context),
+        def finish(states, context, evaluate, splits):
+            scores = repair.repair_scores(context, strategy.classifiers(states), strategy.logits, True, splits)
+            return {"repair": scores, "grid_files": repair.write_grids(context) if "test" in splits else {},
                     "encoder": context.resources.get("encoder")}
 
     else:
@@ -54,9 +54,9 @@ def make(name: str, context: StudyContext) -> Strategy:
         strategy.step_key = ("damage_augment", spec, damages, clean_fraction)
         strategy.make_step = lambda: make_damage_augment_step(spec, damages, clean_fraction)
 
-        def finish(states, context, evaluate):
-            return {"repair": repair.repair_scores(context, strategy.classifiers(states), strategy.logits,
-                                                   repaired=False)}
+        def finish(states, context, evaluate, splits):
+            return {"repair": repair.repair_scores(context, strategy.classifiers(states), strategy.logits, False,
+                                                   splits)}
 
     strategy.finish = finish
     return strategy

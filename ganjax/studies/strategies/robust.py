@@ -211,8 +211,8 @@ def make(name: str, context: StudyContext) -> Strategy:
         strategy.step_key = ("robust", spec)
         strategy.make_step = lambda: make_adversarial_step(spec)
 
-    def finish(states, context, evaluate):
-        return robust.robust_record(context, strategy.classifiers(states), name)
+    def finish(states, context, evaluate, splits):
+        return robust.robust_record(context, strategy.classifiers(states), name, splits)
 
     strategy.finish = finish
     return strategy
