@@ -148,7 +148,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.augment_shift = 2  # pixels of random shift
     config.experiment.augment_flip = False  # horizontal flips: valid for clothes, not digits
     config.experiment.augment_padding = "constant"  # "constant" (-1) or "reflect"
-    config.experiment.synthetic_fraction = 0.5  # share of each batch generated; -1: the balancing share
+    config.experiment.synthetic_fraction = 0.5  # share of each batch generated; -1: the balancing share; 0: none
     # > 0: GAN strategies draw class-balanced batches in which every class is topped up to this many
     # images with synthetic ones (ganjax.studies.long_tail.top_up_plan); synthetic_fraction is then unused.
     # 0: uniform real batches plus synthetic_fraction synthetic images.
@@ -163,8 +163,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.note = ""
     # Settings the study engine chooses per strategy on the validation split: "KEY=V1,V2;KEY=V1,V2" tries
     # the product of the axes for every listed strategy that may vary those keys (ganjax.names.TUNABLE_KEYS),
-    # keeps the point with the best validation score and reads the test split for that point alone.
-    # "" = no grid, e.g. "robust.generated_fraction=0,0.25,0.5".
+    # "GRID | GRID" the union of grids; the engine keeps the point with the best validation score and reads
+    # the test split for that point alone. "" = no grid. E.g. "robust.generated_fraction=0,0.25,0.5", or
+    # "experiment.synthetic_top_up=0;experiment.synthetic_fraction=0,0.25 | experiment.synthetic_top_up=1000".
     config.experiment.grid = ""
 
     # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's
@@ -484,12 +485,12 @@ def with_overrides(config: ml_collections.ConfigDict, assignments) -> ml_collect
 
 def _validate_grid(config: ml_collections.ConfigDict, given: dict) -> None:
     """experiment.grid: every key in the schema and tunable by a listed strategy, every point a valid config."""
-    axes = names.parse_grid(given["experiment.grid"])
-    if not axes:
+    grids = names.parse_grid(given["experiment.grid"])
+    if not grids:
         return
     listed = names.parse_strategies(given["experiment.strategies"])
     tunable = sorted({key for name in listed for key in names.TUNABLE_KEYS.get(name, ())})
-    for key, _ in axes:
+    for key in sorted({key for axes in grids for key, _ in axes}):
         check_key(key)
         if key not in tunable:
             raise ValueError(
@@ -499,7 +500,7 @@ def _validate_grid(config: ml_collections.ConfigDict, given: dict) -> None:
             )
     plain = config.copy_and_resolve_references()
     plain.experiment.grid = ""
-    for point in names.grid_assignments(axes):
+    for point in names.grid_assignments(grids):
         try:
             with_overrides(plain, point)
         except ValueError as error:
@@ -564,10 +565,10 @@ def _validate_recognition(given: dict) -> None:
     if given["experiment.augment_shift"] < 0:
         raise ValueError(f"Config key 'experiment.augment_shift' must be >= 0, got {given['experiment.augment_shift']}.")
     fraction = given["experiment.synthetic_fraction"]
-    if fraction != -1 and not 0.0 < fraction < 1.0:
+    if fraction != -1 and not 0.0 <= fraction < 1.0:
         raise ValueError(
-            f"Config key 'experiment.synthetic_fraction' must be in (0, 1), or -1 for the share that balances "
-            f"the classes; got {fraction}."
+            f"Config key 'experiment.synthetic_fraction' must be in [0, 1) (0: no synthetic images, the classic "
+            f"twin of each GAN strategy), or -1 for the share that balances the classes; got {fraction}."
         )
     if given["experiment.synthetic_top_up"] < 0:
         raise ValueError(

@@ -75,7 +75,11 @@ SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "
 # Settings the study engine chooses per strategy on the validation split (experiment.grid): strategy -> the
 # config keys its grid may vary. Each key changes only what that strategy computes, never a resource
 # several strategies share (the GAN, the validation split), so every grid point reuses them.
+SYNTHETIC_SETTINGS = ("experiment.synthetic_fraction", "experiment.synthetic_top_up", "experiment.filter",
+                      "experiment.filter_threshold", "experiment.filter_keep_fraction")
 TUNABLE_KEYS = {
+    "gan": SYNTHETIC_SETTINGS,
+    "gan+augment": SYNTHETIC_SETTINGS,
     "pgd_at_generated": ("robust.generated_fraction",),
 }
 GAN_MODES = ("two_stage", "joint")
@@ -262,33 +266,50 @@ def check_attack_norm(norm: str) -> str:
     return norm
 
 
-def parse_grid(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """((key, (value, ...)), ...) from experiment.grid, "KEY=V1,V2;KEY=V1,V2" ("" gives ()): the axes
-    whose product the study engine tries per strategy (values as written; `ganjax.config` types them).
+def parse_grid(text: str) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], ...]:
+    """The sub-grids of experiment.grid, each a tuple of axes (key, (value, ...)): "KEY=V1,V2;KEY=V1,V2" is
+    one grid, the product of its axes (separated by ';'); "GRID | GRID" is the union of the grids' points
+    ("" gives ()). Values stay as written; `ganjax.config` types them.
 
-    Raises ValueError naming a part that is not KEY=VALUES, an axis without values, a repeated key or a
-    repeated value."""
-    axes = []
-    for part in (part.strip() for part in str(text).split(";") if part.strip()):
-        key, equals, values = part.partition("=")
-        key = key.strip()
-        listed = tuple(value.strip() for value in values.split(",") if value.strip())
-        if not equals or not key or not listed:
-            raise ValueError(f"Config key 'experiment.grid': {part!r} is not KEY=VALUES; write e.g. "
-                             "'robust.generated_fraction=0,0.25,0.5' (axes separated by ';').")
-        if len(set(listed)) != len(listed):
-            raise ValueError(f"Config key 'experiment.grid' lists a value of {key!r} twice: {part!r}.")
-        axes.append((key, listed))
-    keys = [key for key, _ in axes]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"Config key 'experiment.grid' names a key twice: {text!r}; list its values once, "
-                         "separated by commas.")
-    return tuple(axes)
+    Raises ValueError naming a part that is not KEY=VALUES, an axis without values, or a key or a value
+    repeated within a grid."""
+    grids = []
+    for grid_text in (part.strip() for part in str(text).split("|")):
+        axes = []
+        for part in (part.strip() for part in grid_text.split(";") if part.strip()):
+            key, equals, values = part.partition("=")
+            key = key.strip()
+            listed = tuple(value.strip() for value in values.split(",") if value.strip())
+            if not equals or not key or not listed:
+                raise ValueError(f"Config key 'experiment.grid': {part!r} is not KEY=VALUES; write e.g. "
+                                 "'robust.generated_fraction=0,0.25,0.5' (axes separated by ';', grids by '|').")
+            if len(set(listed)) != len(listed):
+                raise ValueError(f"Config key 'experiment.grid' lists a value of {key!r} twice: {part!r}.")
+            axes.append((key, listed))
+        keys = [key for key, _ in axes]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Config key 'experiment.grid' names a key twice in {grid_text!r}; list its values "
+                             "once, separated by commas.")
+        if axes:
+            grids.append(tuple(axes))
+        elif len(str(text).split("|")) > 1:
+            raise ValueError(f"Config key 'experiment.grid' has an empty grid between '|': {text!r}.")
+    return tuple(grids)
 
 
-def grid_assignments(axes) -> list[tuple[str, ...]]:
-    """Every point of `parse_grid`'s axes, as "KEY=VALUE" assignments, in grid order (the last axis fastest)."""
+def grid_assignments(grids, keys=None) -> list[tuple[str, ...]]:
+    """Every point of `parse_grid`'s grids, as "KEY=VALUE" assignments: each grid's product in order (its
+    last axis fastest), then the next grid's, a point repeated only once. With `keys`, only the axes
+    over those keys count (a grid with none of them adds no point)."""
     import itertools
 
-    return [tuple(f"{key}={value}" for (key, _), value in zip(axes, values))
-            for values in itertools.product(*(values for _, values in axes))]
+    points = []
+    for axes in grids:
+        axes = [axis for axis in axes if keys is None or axis[0] in keys]
+        if not axes:
+            continue
+        for values in itertools.product(*(values for _, values in axes)):
+            point = tuple(f"{key}={value}" for (key, _), value in zip(axes, values))
+            if point not in points:
+                points.append(point)
+    return points

@@ -437,9 +437,7 @@ def run_strategy(strategy: Strategy, context: StudyContext, splits: tuple[str, .
 def grid_points(config, name: str) -> list[tuple[str, ...]]:
     """Strategy `name`'s grid: every point ("KEY=VALUE" assignments) of experiment.grid's axes over the
     keys the strategy may vary (names.TUNABLE_KEYS); [] when none applies."""
-    tunable = names.TUNABLE_KEYS.get(name, ())
-    axes = [axis for axis in names.parse_grid(config.experiment.grid) if axis[0] in tunable]
-    return names.grid_assignments(axes) if axes else []
+    return names.grid_assignments(names.parse_grid(config.experiment.grid), names.TUNABLE_KEYS.get(name, ()))
 
 
 def point_name(name: str, point: tuple[str, ...]) -> str:
@@ -488,7 +486,7 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         raise ValueError(f"Config key 'experiment.grid' asks the engine to choose {name}'s settings on the "
                          "validation split, but this study has none; set experiment.grid=''.")
     metric = names.SELECTION_METRIC[context.study]
-    chosen_keys = tuple(assignment.partition("=")[0] for assignment in points[0])
+    chosen_keys = tuple({assignment.partition("=")[0] for point in points for assignment in point})
     record = load_finished(workdir, name, config, module.SECTIONS, chosen_keys)
     if record is not None:
         if [point["point"] for point in record.get("grid", {}).get("points", [])] == [list(p) for p in points]:

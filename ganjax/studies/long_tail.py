@@ -14,7 +14,8 @@ seeds; they differ only in what a batch holds and how it is weighted
                 conditional generator, labels drawn to top every class up to balance
                 (experiment.synthetic_fraction); or, with experiment.synthetic_top_up = L,
                 class-balanced batches in which every class has its real images plus
-                synthetic ones up to L (`top_up_plan`);
+                synthetic ones up to L (`top_up_plan`); with share 0 (and no top-up) it is
+                plain, step for step: the baseline point of a grid (experiment.grid);
   gan+augment   the same, both parts augmented.
 
 A stratified experiment.validation_fraction of every class is held out as the validation split
@@ -130,7 +131,11 @@ def synthetic_label_probs(counts: np.ndarray, num_real: int, num_synthetic: int)
 
 
 def split_batch(batch_size: int, synthetic_fraction: float, counts: np.ndarray) -> tuple[int, int]:
-    """(num_real, num_synthetic) per step; synthetic_fraction -1 means the balancing share."""
+    """(num_real, num_synthetic) per step; synthetic_fraction -1 means the balancing share, 0 none (the
+    strategy is then its classic twin: gan is plain, gan+augment augment); any other share gives at
+    least one synthetic and one real image."""
+    if synthetic_fraction == 0:
+        return batch_size, 0
     fraction = balancing_synthetic_fraction(counts) if synthetic_fraction == -1 else synthetic_fraction
     num_synthetic = int(round(fraction * batch_size))
     num_synthetic = min(max(num_synthetic, 1), batch_size - 1)
@@ -186,6 +191,8 @@ def make_step_spec(strategy: Composition, config, counts: np.ndarray) -> tuple[C
         num_real, num_synthetic, _, probs = top_up_plan(counts, experiment.synthetic_top_up, config.classifier.batch_size)
     else:
         num_real, num_synthetic = split_batch(config.classifier.batch_size, experiment.synthetic_fraction, counts)
+        if not num_synthetic:  # share 0: the classic twin's step exactly
+            return ClassifierStepSpec(augmentation=augmentation), num_real
         probs = synthetic_label_probs(counts, num_real, num_synthetic)
     spec = ClassifierStepSpec(
         augmentation=augmentation,

@@ -163,3 +163,53 @@ def test_a_finish_hooks_seed_metrics_join_the_engines_and_a_seed_count_mismatch_
         engine.merge_seed_metrics([{"accuracy": 0.9}, {"accuracy": 0.8}], [{"robust": 0.5}])
     with pytest.raises(ValueError, match="not at all"):
         engine.merge_seed_metrics(None, [{"robust": 0.5}])
+
+
+def test_a_validated_gan_strategy_at_share_0_is_its_classic_twin_and_grids_unite(tmp_path):
+    from conftest import make_tiny_config
+    from ganjax.config import validate_config
+
+    config = make_tiny_config()
+    config.data.subset = "long_tail"
+    config.data.imbalance_ratio = 10.0
+    config.experiment.strategies = "plain,gan"
+    config.experiment.num_seeds = 2  # the GAN: the tiny config's 4 steps, in WORKDIR/gan
+    config.classifier.width = 4
+    config.classifier.steps = 10
+    config.classifier.batch_size = 16
+    config.experiment.eval_batch_size = 64
+    # Two grids: the share of uniform batches (0 included), or a top-up level (the share then unused).
+    config.experiment.grid = "experiment.synthetic_fraction=0,0.5 | experiment.synthetic_top_up=100"
+    workdir = os.fspath(tmp_path)
+    full = experiment.run_experiment(validate_config(config), workdir, progress=False)
+    points = [("experiment.synthetic_fraction=0",), ("experiment.synthetic_fraction=0.5",),
+              ("experiment.synthetic_top_up=100",)]
+    records = [json.load(open(engine.record_path(workdir, engine.point_name("gan", point)))) for point in points]
+    plain = json.load(open(engine.record_path(workdir, "plain")))
+    assert records[0]["validation"] == plain["validation"]  # share 0: plain's batches, keys and step
+    assert records[1]["validation"] != plain["validation"]
+    assert records[2]["config"]["experiment"]["synthetic_top_up"] == 100
+    scores = [np.mean([seed["balanced_accuracy"] for seed in record["validation"]]) for record in records]
+    grid = full["meta"]["grid"]["gan"]
+    assert [point["point"] for point in grid["points"]] == [list(point) for point in points]
+    assert grid["chosen"] == list(points[int(np.argmax(scores))])
+    assert full["gan"]["balanced_accuracy"]["per_seed"] == [
+        seed["balanced_accuracy"] for seed in json.load(open(engine.record_path(workdir, "gan")))["per_seed"]]
+
+
+def test_grid_points_are_the_union_of_each_grids_product_over_a_strategys_keys():
+    from ganjax import names
+
+    grids = names.parse_grid("experiment.synthetic_top_up=0;experiment.synthetic_fraction=0,0.25 | "
+                             "experiment.synthetic_top_up=500,1000;experiment.filter=none,confidence")
+    assert names.grid_assignments(grids)[:3] == [
+        ("experiment.synthetic_top_up=0", "experiment.synthetic_fraction=0"),
+        ("experiment.synthetic_top_up=0", "experiment.synthetic_fraction=0.25"),
+        ("experiment.synthetic_top_up=500", "experiment.filter=none")]
+    assert len(names.grid_assignments(grids)) == 6
+    # Only the axes a strategy may vary count, and a repeated point is tried once.
+    assert names.grid_assignments(grids, ("experiment.synthetic_top_up",)) == [
+        ("experiment.synthetic_top_up=0",), ("experiment.synthetic_top_up=500",), ("experiment.synthetic_top_up=1000",)]
+    assert names.grid_assignments(grids, ("robust.generated_fraction",)) == []
+    with pytest.raises(ValueError, match="empty grid"):
+        names.parse_grid("experiment.filter=none | ")

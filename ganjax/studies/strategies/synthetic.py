@@ -26,6 +26,8 @@ def make(name: str, context: StudyContext) -> Strategy:
     config, train_set = context.config, context.train_set
     counts = data.class_counts(train_set.labels, train_set.num_classes)
     spec, num_real = long_tail.make_step_spec(composition, config, counts)
+    if not spec.num_synthetic:  # synthetic share 0 (a grid's baseline point): no GAN in the step
+        return classifier_strategy(name, context, spec, num_real, composition)
     if config.experiment.gan_mode == "joint":
         return joint_strategy(name, context, spec, num_real, composition)
     generator = long_tail.trained_generator(context)
