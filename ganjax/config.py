@@ -153,6 +153,7 @@ def default_config() -> ml_collections.ConfigDict:
     # images with synthetic ones (ganjax.studies.long_tail.top_up_plan); synthetic_fraction is then unused.
     # 0: uniform real batches plus synthetic_fraction synthetic images.
     config.experiment.synthetic_top_up = 0
+    config.experiment.synthetic_weight = 1.0  # a synthetic image's loss weight (a real one's: 1, or its class weight)
     config.experiment.filter = "none"  # "none" | "confidence" | "discriminator"
     config.experiment.filter_threshold = 0.5  # confidence filter: min p(label | synthetic image)
     config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
@@ -575,6 +576,9 @@ def _validate_recognition(given: dict) -> None:
             f"Config key 'experiment.synthetic_top_up' must be >= 0 (0 = use synthetic_fraction), "
             f"got {given['experiment.synthetic_top_up']}."
         )
+    if not given["experiment.synthetic_weight"] > 0:
+        raise ValueError(f"Config key 'experiment.synthetic_weight' must be positive (for none, set "
+                         f"experiment.synthetic_fraction=0), got {given['experiment.synthetic_weight']}.")
     if not 0.0 <= given["experiment.filter_threshold"] <= 1.0:
         raise ValueError(f"Config key 'experiment.filter_threshold' must be in [0, 1], got {given['experiment.filter_threshold']}.")
     if not 0.0 < given["experiment.filter_keep_fraction"] <= 1.0:

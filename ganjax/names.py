@@ -28,7 +28,8 @@ AUGMENT_PADDINGS = ("reflect", "constant")
 # runs the few-label study, any other subset the long-tail study. Each strategy is a module of
 # ganjax.studies.strategies.
 STUDIES = ("long_tail", "few_label", "repair", "robust")
-LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment")
+LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment", "gan+oversample",
+                        "gan+reweight")
 FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
 # Repair: "clean" is trained on clean images and judges every repair; "damage_augment" is trained
 # with the study's damages as augmentation (the practitioner's alternative to repairing).
@@ -49,6 +50,8 @@ STRATEGY_MODULES = {
     "augment": "classic",
     "gan": "synthetic",
     "gan+augment": "synthetic",
+    "gan+oversample": "synthetic",
+    "gan+reweight": "synthetic",
     "semi_gan": "semi_gan",
     "acgan": "acgan",
     "supervised": "supervised",
@@ -75,11 +78,10 @@ SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "
 # Settings the study engine chooses per strategy on the validation split (experiment.grid): strategy -> the
 # config keys its grid may vary. Each key changes only what that strategy computes, never a resource
 # several strategies share (the GAN, the validation split), so every grid point reuses them.
-SYNTHETIC_SETTINGS = ("experiment.synthetic_fraction", "experiment.synthetic_top_up", "experiment.filter",
-                      "experiment.filter_threshold", "experiment.filter_keep_fraction")
+SYNTHETIC_SETTINGS = ("experiment.synthetic_fraction", "experiment.synthetic_top_up", "experiment.synthetic_weight",
+                      "experiment.filter", "experiment.filter_threshold", "experiment.filter_keep_fraction")
 TUNABLE_KEYS = {
-    "gan": SYNTHETIC_SETTINGS,
-    "gan+augment": SYNTHETIC_SETTINGS,
+    **{name: SYNTHETIC_SETTINGS for name in ("gan", "gan+augment", "gan+oversample", "gan+reweight")},
     "pgd_at_generated": ("robust.generated_fraction",),
 }
 GAN_MODES = ("two_stage", "joint")

@@ -55,6 +55,7 @@ class ClassifierStepSpec(NamedTuple):
     synthetic_filter: "none"; "confidence": zero weight for a synthetic image the classifier
       being trained gives p(label) < filter_threshold; "discriminator": keep the
       filter_keep_fraction of each batch's synthetic images with the highest discriminator score.
+    synthetic_weight: a synthetic image's weight in the loss (a real image's is its class weight).
     """
 
     augmentation: Augmentation | None = None
@@ -64,6 +65,7 @@ class ClassifierStepSpec(NamedTuple):
     synthetic_filter: str = "none"
     filter_threshold: float = 0.5
     filter_keep_fraction: float = 0.5
+    synthetic_weight: float = 1.0
 
 
 def synthesize(
@@ -88,7 +90,7 @@ def make_classifier_step(
     batch: images [B_real, H, W, C] float32 in [-1, 1], labels [B_real] int32, weights
     [B_real] float32 (class-balanced loss weights, or ones). `source` holds the generator
     (None when spec.num_synthetic == 0). The loss is the weighted mean cross-entropy over
-    real and synthetic images; synthetic images weigh 1 unless filtered out (weight 0).
+    real and synthetic images; synthetic images weigh spec.synthetic_weight unless filtered out (0).
     """
     if spec.synthetic_filter not in SYNTHETIC_FILTERS:
         raise ValueError(f"Synthetic filter {spec.synthetic_filter!r} is unknown; choose one of {SYNTHETIC_FILTERS}.")
@@ -100,14 +102,14 @@ def make_classifier_step(
         metrics = {}
         if spec.num_synthetic:
             synthetic_images, synthetic_labels = synthesize(source, spec, synthetic_key)
-            synthetic_weights = jnp.ones((spec.num_synthetic,), jnp.float32)
+            synthetic_weights = jnp.full((spec.num_synthetic,), spec.synthetic_weight, jnp.float32)
             if spec.synthetic_filter == "discriminator":
                 scores = source.discriminator_apply(
                     {"params": source.discriminator_params}, synthetic_images, synthetic_labels
                 )
                 keep = max(1, int(round(spec.filter_keep_fraction * spec.num_synthetic)))
                 ranks = jnp.argsort(jnp.argsort(-scores))
-                synthetic_weights = (ranks < keep).astype(jnp.float32)
+                synthetic_weights = synthetic_weights * (ranks < keep)
             images = jnp.concatenate([images, synthetic_images])
             labels = jnp.concatenate([labels, synthetic_labels])
             weights = jnp.concatenate([weights, synthetic_weights])
@@ -134,7 +136,7 @@ def make_classifier_step(
         metrics["loss"] = loss
         metrics["accuracy"] = jnp.mean(jnp.argmax(logits[:num_real], axis=-1) == labels[:num_real])
         if spec.num_synthetic:
-            metrics["synthetic_kept"] = jnp.mean(example_weights[num_real:])
+            metrics["synthetic_kept"] = jnp.mean(example_weights[num_real:] > 0)
         return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
     return step

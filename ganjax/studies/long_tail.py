@@ -16,7 +16,12 @@ seeds; they differ only in what a batch holds and how it is weighted
                 class-balanced batches in which every class has its real images plus
                 synthetic ones up to L (`top_up_plan`); with share 0 (and no top-up) it is
                 plain, step for step: the baseline point of a grid (experiment.grid);
-  gan+augment   the same, both parts augmented.
+  gan+augment   the same, both parts augmented;
+  gan+oversample  class-balanced real batches (oversample's) plus synthetic images with uniform
+                labels: the GAN adds new images of the rare classes on top of the best classic
+                rebalancing instead of replacing it (with a top-up level, the same as gan);
+  gan+reweight  reweight's weighted uniform real batches plus gan's synthetic images.
+Synthetic images weigh experiment.synthetic_weight in the loss (real ones 1, or their class weight).
 
 A stratified experiment.validation_fraction of every class is held out as the validation split
 (the engine's rule, `ganjax.studies.engine.carve_validation`); in two-stage mode the GAN is
@@ -69,6 +74,8 @@ COMPOSITIONS = {
     "augment": Composition("augment", "uniform", False, True, False),
     "gan": Composition("gan", "uniform", False, False, True),
     "gan+augment": Composition("gan+augment", "uniform", False, True, True),
+    "gan+oversample": Composition("gan+oversample", "class_balanced", False, False, True),
+    "gan+reweight": Composition("gan+reweight", "uniform", True, False, True),
 }
 assert tuple(COMPOSITIONS) == LONG_TAIL_STRATEGIES
 
@@ -193,7 +200,10 @@ def make_step_spec(strategy: Composition, config, counts: np.ndarray) -> tuple[C
         num_real, num_synthetic = split_batch(config.classifier.batch_size, experiment.synthetic_fraction, counts)
         if not num_synthetic:  # share 0: the classic twin's step exactly
             return ClassifierStepSpec(augmentation=augmentation), num_real
-        probs = synthetic_label_probs(counts, num_real, num_synthetic)
+        if strategy.sampling == "class_balanced":  # real batches balanced already: synthetic labels uniform
+            probs = np.full(len(counts), 1.0 / len(counts))
+        else:
+            probs = synthetic_label_probs(counts, num_real, num_synthetic)
     spec = ClassifierStepSpec(
         augmentation=augmentation,
         num_synthetic=num_synthetic,
@@ -202,6 +212,7 @@ def make_step_spec(strategy: Composition, config, counts: np.ndarray) -> tuple[C
         synthetic_filter=experiment.filter,
         filter_threshold=float(experiment.filter_threshold),
         filter_keep_fraction=float(experiment.filter_keep_fraction),
+        synthetic_weight=float(experiment.synthetic_weight),
     )
     return spec, num_real
 
@@ -380,14 +391,18 @@ def trained_generator(context: StudyContext):
     return context.resource("generator", build)
 
 
-def batch_split(context: StudyContext) -> dict[str, dict[str, int]]:
-    """{strategy: {"real": images, "synthetic": images}} per step, for every strategy listed."""
+def batch_split(context: StudyContext, records: dict[str, dict] | None = None) -> dict[str, dict[str, int]]:
+    """{strategy: {"real": images, "synthetic": images}} per step, for every strategy listed (a strategy
+    whose record holds a grid: at the point chosen on validation)."""
+    from ganjax.config import with_overrides
     from ganjax.names import parse_strategies
 
     config, counts = context.config, data.class_counts(context.train_set.labels, context.train_set.num_classes)
     split = {}
     for name in parse_strategies(config.experiment.strategies):
-        spec, num_real = make_step_spec(COMPOSITIONS[name], config, counts)
+        grid = (records or {}).get(name, {}).get("grid")
+        chosen = config if grid is None else with_overrides(config, [*grid["chosen"], "experiment.grid="])
+        spec, num_real = make_step_spec(COMPOSITIONS[name], chosen, counts)
         split[name] = {"real": num_real, "synthetic": spec.num_synthetic}
     return split
 
@@ -422,7 +437,7 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
             "gan_batch_size": config.train.batch_size,
             "gan_mode": config.experiment.gan_mode,
         },
-        "batch_split": batch_split(context),
+        "batch_split": batch_split(context, records),
         "wall_seconds": wall,
         "seed_handling": (
             "Classifier seed s sets initialisation, dropout/augmentation/synthesis randomness and the "

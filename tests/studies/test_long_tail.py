@@ -71,6 +71,51 @@ def test_top_up_batches_are_balanced_and_real_where_classes_have_enough(level):
     np.testing.assert_allclose(real_mix / real_mix.sum(), real_probs, atol=0.015)
 
 
+def test_gan_on_top_of_classic_rebalancing_and_the_share_0_twin():
+    from ganjax.config import load_config
+
+    config = load_config("digits_lt")
+    config.experiment.synthetic_fraction = 0.25
+    config.experiment.synthetic_weight = 0.5
+    counts = np.array([400, 200, 100, 50])
+    spec, num_real = long_tail.make_step_spec(long_tail.COMPOSITIONS["gan+oversample"], config, counts)
+    # Balanced real batches: the synthetic images add variety, not balance, so their labels are uniform.
+    assert spec.synthetic_label_probs == (0.25,) * 4 and spec.synthetic_weight == 0.5
+    assert num_real + spec.num_synthetic == config.classifier.batch_size and spec.num_synthetic > 0
+    spec, _ = long_tail.make_step_spec(long_tail.COMPOSITIONS["gan+reweight"], config, counts)
+    assert spec.synthetic_label_probs[3] > spec.synthetic_label_probs[0]  # uniform real batches: topped up
+    assert not np.all(long_tail.strategy_class_weights(long_tail.COMPOSITIONS["gan+reweight"], config, counts) == 1)
+    config.experiment.synthetic_fraction = 0.0
+    for name, twin in (("gan", "plain"), ("gan+augment", "augment"), ("gan+oversample", "oversample"),
+                       ("gan+reweight", "reweight")):
+        assert (long_tail.make_step_spec(long_tail.COMPOSITIONS[name], config, counts)
+                == long_tail.make_step_spec(long_tail.COMPOSITIONS[twin], config, counts)), name
+
+
+def test_synthetic_images_weigh_synthetic_weight_in_the_loss():
+    from ganjax import losses
+
+    state = create_classifier_state(SmallCNN(num_classes=10, width=4), 1e-2, jax.random.key(0), (16, 16, 1))
+    batch = {"images": jnp.zeros((4, 16, 16, 1)), "labels": jnp.arange(4, dtype=jnp.int32), "weights": jnp.ones(4)}
+    probs = (0.1,) * 10
+    losses_by_weight = {}
+    for weight in (1.0, 0.25):
+        spec = ClassifierStepSpec(num_synthetic=4, synthetic_label_probs=probs, noise_dim=2, synthetic_weight=weight)
+        _, metrics = make_classifier_step(spec)(state, batch, jax.random.key(0), _dummy_source())
+        losses_by_weight[weight] = float(metrics["loss"])
+    # Same images, labels and keys: the loss is the weighted mean of the real and synthetic parts.
+    spec = ClassifierStepSpec(num_synthetic=4, synthetic_label_probs=probs, noise_dim=2)
+    synthetic_images, synthetic_labels = synthesize(_dummy_source(), spec, jax.random.split(jax.random.key(0), 3)[1])
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                            jnp.concatenate([batch["images"], synthetic_images]), train=True,
+                            mutable=["batch_stats"], rngs={"dropout": jax.random.split(jax.random.key(0), 3)[2]})[0]
+    labels = jnp.concatenate([batch["labels"], synthetic_labels])
+    for weight, loss in losses_by_weight.items():
+        weights = jnp.concatenate([jnp.ones(4), jnp.full(4, weight)])
+        assert loss == pytest.approx(float(losses.cross_entropy(logits, labels, weights)), rel=1e-5)
+    assert losses_by_weight[1.0] != losses_by_weight[0.25]
+
+
 def test_top_up_below_the_smallest_class_is_refused():
     with pytest.raises(ValueError, match="synthetic_top_up=50 is at or below the smallest class"):
         long_tail.top_up_plan(np.array([400, 50]), 50, 64)
