@@ -28,6 +28,7 @@ CHOICES = {
     "experiment.reweight": names.REWEIGHTS,
     "experiment.augment_padding": names.AUGMENT_PADDINGS,
     "experiment.filter": names.SYNTHETIC_FILTERS,
+    "experiment.synthetic_labels": names.SYNTHETIC_LABELS,
     "semi.architecture": names.SEMI_ARCHITECTURES,
     "semi.generator": names.SEMI_GENERATORS,
 }
@@ -154,6 +155,9 @@ def default_config() -> ml_collections.ConfigDict:
     # 0: uniform real batches plus synthetic_fraction synthetic images.
     config.experiment.synthetic_top_up = 0
     config.experiment.synthetic_weight = 1.0  # a synthetic image's loss weight (a real one's: 1, or its class weight)
+    # "conditioning": a synthetic image's target is the label it was generated for; "teacher": the soft
+    # prediction of the plain strategy's classifier of the same seed (trained on the real images first).
+    config.experiment.synthetic_labels = "conditioning"
     config.experiment.filter = "none"  # "none" | "confidence" | "discriminator"
     config.experiment.filter_threshold = 0.5  # confidence filter: min p(label | synthetic image)
     config.experiment.filter_keep_fraction = 0.5  # discriminator filter: top share of each batch kept
@@ -576,6 +580,9 @@ def _validate_recognition(given: dict) -> None:
             f"Config key 'experiment.synthetic_top_up' must be >= 0 (0 = use synthetic_fraction), "
             f"got {given['experiment.synthetic_top_up']}."
         )
+    if given["experiment.synthetic_labels"] == "teacher" and given["experiment.gan_mode"] == "joint":
+        raise ValueError("Config key 'experiment.synthetic_labels'='teacher' needs experiment.gan_mode='two_stage' "
+                         "(the joint step has no teacher); or use synthetic_labels='conditioning'.")
     if not given["experiment.synthetic_weight"] > 0:
         raise ValueError(f"Config key 'experiment.synthetic_weight' must be positive (for none, set "
                          f"experiment.synthetic_fraction=0), got {given['experiment.synthetic_weight']}.")

@@ -66,10 +66,20 @@ def gradient_penalty(
 
 def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray | None = None) -> jnp.ndarray:
     """Mean softmax cross-entropy; logits [B, K], labels [B] int; optional per-example weights [B]."""
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return weighted_mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), weights)
+
+
+def weighted_mean(per_example: jnp.ndarray, weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """The mean of per-example losses [B], weighted by `weights` [B] when given (sum w l / sum w)."""
     if weights is None:
         return jnp.mean(per_example)
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
+
+
+def soft_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray, weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Mean softmax cross-entropy against target distributions [B, K] (one-hot rows give `cross_entropy`);
+    optional per-example weights [B]."""
+    return weighted_mean(optax.softmax_cross_entropy(logits, targets), weights)
 
 
 def semi_supervised_discriminator_loss(

@@ -79,7 +79,8 @@ SELECTION_METRIC = {"long_tail": "balanced_accuracy", "few_label": "accuracy", "
 # config keys its grid may vary. Each key changes only what that strategy computes, never a resource
 # several strategies share (the GAN, the validation split), so every grid point reuses them.
 SYNTHETIC_SETTINGS = ("experiment.synthetic_fraction", "experiment.synthetic_top_up", "experiment.synthetic_weight",
-                      "experiment.filter", "experiment.filter_threshold", "experiment.filter_keep_fraction")
+                      "experiment.synthetic_labels", "experiment.filter", "experiment.filter_threshold",
+                      "experiment.filter_keep_fraction")
 TUNABLE_KEYS = {
     **{name: SYNTHETIC_SETTINGS for name in ("gan", "gan+augment", "gan+oversample", "gan+reweight")},
     "pgd_at_generated": ("robust.generated_fraction",),
@@ -87,6 +88,9 @@ TUNABLE_KEYS = {
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")
 SYNTHETIC_FILTERS = ("none", "confidence", "discriminator")
+# How synthetic images are labelled in the loss: by the label the generator was conditioned on, or by the
+# soft prediction of a teacher (the plain strategy's classifier of the same seed, trained on real images).
+SYNTHETIC_LABELS = ("conditioning", "teacher")
 SEMI_ARCHITECTURES = ("mlp", "conv")
 SEMI_GENERATORS = ("mlp", "dcgan")
 

@@ -56,6 +56,8 @@ class ClassifierStepSpec(NamedTuple):
       being trained gives p(label) < filter_threshold; "discriminator": keep the
       filter_keep_fraction of each batch's synthetic images with the highest discriminator score.
     synthetic_weight: a synthetic image's weight in the loss (a real image's is its class weight).
+    teacher_labels: a synthetic image's target is a teacher classifier's softmax (the step's `teacher`
+      argument, in inference mode) instead of the one-hot label it was generated for.
     """
 
     augmentation: Augmentation | None = None
@@ -66,6 +68,7 @@ class ClassifierStepSpec(NamedTuple):
     filter_threshold: float = 0.5
     filter_keep_fraction: float = 0.5
     synthetic_weight: float = 1.0
+    teacher_labels: bool = False
 
 
 def synthesize(
@@ -91,11 +94,13 @@ def make_classifier_step(
     [B_real] float32 (class-balanced loss weights, or ones). `source` holds the generator
     (None when spec.num_synthetic == 0). The loss is the weighted mean cross-entropy over
     real and synthetic images; synthetic images weigh spec.synthetic_weight unless filtered out (0).
+    With spec.teacher_labels, `teacher` (a ModelState) gives the synthetic images' soft targets.
     """
     if spec.synthetic_filter not in SYNTHETIC_FILTERS:
         raise ValueError(f"Synthetic filter {spec.synthetic_filter!r} is unknown; choose one of {SYNTHETIC_FILTERS}.")
 
-    def step(state: ModelState, batch: Batch, key: jax.Array, source: GeneratorSource | None = None):
+    def step(state: ModelState, batch: Batch, key: jax.Array, source: GeneratorSource | None = None,
+             teacher: ModelState | None = None):
         augment_key, synthetic_key, dropout_key = jax.random.split(key, 3)
         images, labels, weights = batch["images"], batch["labels"], batch["weights"]
         num_real = labels.shape[0]
@@ -115,6 +120,10 @@ def make_classifier_step(
             weights = jnp.concatenate([weights, synthetic_weights])
         if spec.augmentation is not None:
             images = augment(augment_key, images, spec.augmentation)
+        targets = None
+        if spec.num_synthetic and spec.teacher_labels:  # the teacher sees what the student sees
+            teacher_probs = jax.nn.softmax(jax.lax.stop_gradient(classifier_eval_step(teacher, images[num_real:])))
+            targets = jnp.concatenate([jax.nn.one_hot(labels[:num_real], teacher_probs.shape[-1]), teacher_probs])
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
@@ -127,7 +136,10 @@ def make_classifier_step(
                 label_probs = jnp.take_along_axis(probs, labels[num_real:, None], axis=1)[:, 0]
                 confident = (label_probs >= spec.filter_threshold).astype(jnp.float32)
                 example_weights = weights.at[num_real:].multiply(confident)
-            loss = losses.cross_entropy(logits, labels, example_weights)
+            if targets is None:
+                loss = losses.cross_entropy(logits, labels, example_weights)
+            else:
+                loss = losses.soft_cross_entropy(logits, targets, example_weights)
             return loss, (logits, mutated.get("batch_stats", {}), example_weights)
 
         (loss, (logits, batch_stats, example_weights)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

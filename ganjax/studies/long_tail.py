@@ -213,6 +213,7 @@ def make_step_spec(strategy: Composition, config, counts: np.ndarray) -> tuple[C
         filter_threshold=float(experiment.filter_threshold),
         filter_keep_fraction=float(experiment.filter_keep_fraction),
         synthetic_weight=float(experiment.synthetic_weight),
+        teacher_labels=experiment.synthetic_labels == "teacher",
     )
     return spec, num_real
 
@@ -389,6 +390,21 @@ def trained_generator(context: StudyContext):
         return generator
 
     return context.resource("generator", build)
+
+
+def teacher_classifiers(context: StudyContext):
+    """The S classifiers of the plain strategy, trained once per run on the real training part (the same
+    seeds, batches and keys as plain's record): seed s's labels seed s's synthetic images under
+    experiment.synthetic_labels='teacher'. Host arrays, so that each use places (and donates) its own copy."""
+
+    def build():
+        from ganjax.studies import engine
+        from ganjax.studies.strategies import classic
+
+        plain = classic.make("plain", context)
+        return jax.device_get(plain.classifiers(engine.train(plain, context.config, context.mesh, context.progress)))
+
+    return context.resource("teacher", build)
 
 
 def batch_split(context: StudyContext, records: dict[str, dict] | None = None) -> dict[str, dict[str, int]]:

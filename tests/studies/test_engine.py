@@ -213,3 +213,41 @@ def test_grid_points_are_the_union_of_each_grids_product_over_a_strategys_keys()
     assert names.grid_assignments(grids, ("robust.generated_fraction",)) == []
     with pytest.raises(ValueError, match="empty grid"):
         names.parse_grid("experiment.filter=none | ")
+
+
+def test_teacher_labels_come_from_the_plain_classifiers_and_a_grid_may_choose_them(tmp_path, monkeypatch):
+    from conftest import make_tiny_config
+    from ganjax.config import validate_config
+    from ganjax.steps import classifier_eval_step
+    from ganjax.studies.strategies import synthetic
+
+    config = make_tiny_config()
+    config.data.subset = "long_tail"
+    config.data.imbalance_ratio = 10.0
+    config.experiment.strategies = "plain,gan+oversample"
+    config.experiment.num_seeds = 2
+    config.classifier.width = 4
+    config.classifier.steps = 10
+    config.classifier.batch_size = 16
+    config.experiment.eval_batch_size = 64
+    config.experiment.grid = "experiment.synthetic_labels=conditioning,teacher"
+    config = validate_config(config)
+    workdir = os.fspath(tmp_path)
+    teachers = []
+    real_taught = synthetic.taught
+
+    def recording_taught(strategy, spec, context):
+        strategy = real_taught(strategy, spec, context)
+        teachers.append(context.resources["teacher"])
+        return strategy
+
+    monkeypatch.setattr(synthetic, "taught", recording_taught)
+    full = experiment.run_experiment(config, workdir, progress=False)
+    assert len(teachers) == 1  # the teacher point alone builds a taught strategy
+    points = [point["point"] for point in full["meta"]["grid"]["gan+oversample"]["points"]]
+    assert points == [["experiment.synthetic_labels=conditioning"], ["experiment.synthetic_labels=teacher"]]
+    # The teachers are the plain strategy's classifiers: the same validation predictions, seed by seed.
+    context = long_tail.prepare(config, workdir, parallel.make_mesh(), progress=False)
+    teacher_metrics = engine.evaluator(context, classifier_eval_step)(teachers[0], context.validation_set)
+    plain = json.load(open(engine.record_path(workdir, "plain")))
+    assert json.loads(json.dumps(teacher_metrics, default=engine._json_default)) == plain["validation"]

@@ -116,6 +116,28 @@ def test_synthetic_images_weigh_synthetic_weight_in_the_loss():
     assert losses_by_weight[1.0] != losses_by_weight[0.25]
 
 
+def test_a_teacher_labels_synthetic_images_with_its_softmax():
+    from ganjax import losses
+
+    state = create_classifier_state(SmallCNN(num_classes=10, width=4), 1e-2, jax.random.key(0), (16, 16, 1))
+    teacher = create_classifier_state(SmallCNN(num_classes=10, width=4), 1e-2, jax.random.key(1), (16, 16, 1))
+    batch = {"images": jnp.zeros((4, 16, 16, 1)), "labels": jnp.arange(4, dtype=jnp.int32), "weights": jnp.ones(4)}
+    spec = ClassifierStepSpec(num_synthetic=4, synthetic_label_probs=(0.1,) * 10, noise_dim=2, teacher_labels=True)
+    _, metrics = make_classifier_step(spec)(state, batch, jax.random.key(0), _dummy_source(), teacher)
+    _, synthetic_key, dropout_key = jax.random.split(jax.random.key(0), 3)
+    synthetic_images, _ = synthesize(_dummy_source(), spec, synthetic_key)
+    images = jnp.concatenate([batch["images"], synthetic_images])
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images, train=True,
+                            mutable=["batch_stats"], rngs={"dropout": dropout_key})[0]
+    teacher_probs = jax.nn.softmax(teacher.apply_fn({"params": teacher.params, "batch_stats": teacher.batch_stats},
+                                                    synthetic_images, train=False))
+    targets = jnp.concatenate([jax.nn.one_hot(batch["labels"], 10), teacher_probs])
+    assert float(metrics["loss"]) == pytest.approx(float(losses.soft_cross_entropy(logits, targets)), rel=1e-5)
+    # One-hot targets give the integer-label cross-entropy.
+    assert float(losses.soft_cross_entropy(logits, jax.nn.one_hot(jnp.arange(8) % 10, 10))) == pytest.approx(
+        float(losses.cross_entropy(logits, jnp.arange(8) % 10)), rel=1e-5)
+
+
 def test_top_up_below_the_smallest_class_is_refused():
     with pytest.raises(ValueError, match="synthetic_top_up=50 is at or below the smallest class"):
         long_tail.top_up_plan(np.array([400, 50]), 50, 64)

@@ -13,7 +13,7 @@ import jax
 
 from ganjax import data, parallel
 from ganjax.state import create_gan_state, generator_source
-from ganjax.steps import classifier_eval_step, make_joint_train_step
+from ganjax.steps import classifier_eval_step, make_classifier_step, make_joint_train_step
 from ganjax.studies import long_tail
 from ganjax.studies.engine import Strategy, StudyContext
 from ganjax.studies.strategies.classic import classifier_strategy
@@ -32,7 +32,28 @@ def make(name: str, context: StudyContext) -> Strategy:
         return joint_strategy(name, context, spec, num_real, composition)
     generator = long_tail.trained_generator(context)
     source = generator_source(generator.state, use_ema=generator.use_ema)
-    return classifier_strategy(name, context, spec, num_real, composition, shared=source)
+    strategy = classifier_strategy(name, context, spec, num_real, composition, shared=source)
+    return taught(strategy, spec, context) if spec.teacher_labels else strategy
+
+
+def taught(strategy: Strategy, spec, context: StudyContext) -> Strategy:
+    """`strategy` with seed s's state paired with its teacher, (classifier, teacher): the plain strategy's
+    classifier of seed s (`long_tail.teacher_classifiers`), frozen, whose softmax is the target of the
+    synthetic images (spec.teacher_labels)."""
+    teachers = long_tail.teacher_classifiers(context)
+    init_students = strategy.init
+    step = make_classifier_step(spec)
+
+    def paired_step(states, batch, key, source):
+        student, teacher = states
+        student, metrics = step(student, batch, key, source, teacher)
+        return (student, teacher), metrics
+
+    strategy.init = lambda keys: (init_students(keys), teachers)
+    strategy.make_step = lambda: paired_step
+    strategy.step_key = ("taught", spec)
+    strategy.classifiers = lambda states: states[0]
+    return strategy
 
 
 def joint_strategy(name: str, context: StudyContext, spec, num_real: int, composition) -> Strategy:
