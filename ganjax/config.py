@@ -48,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.cut_class = 0
     config.data.cut_fraction = 0.025
     config.data.labels_per_class = 10
+    config.data.images_per_class = 100  # data.subset="balanced": the training images kept per class
     config.data.seed = 0
 
     config.model = ml_collections.ConfigDict()
@@ -627,6 +628,9 @@ def _validate_semi(given: dict) -> None:
             f"Config key 'semi.feature_layer' = {given['semi.feature_layer']} names no hidden layer of "
             f"semi.hidden={given['semi.hidden']!r}; use an index in [{-depth}, {depth - 1}] (-1 = the last)."
         )
+    if given["data.subset"] == "balanced" and given["data.images_per_class"] <= 0:
+        raise ValueError(f"Config key 'data.images_per_class' must be positive for a balanced subset, got "
+                         f"{given['data.images_per_class']}.")
     if given["data.subset"] == "few_label" and given["data.labels_per_class"] <= 0:
         raise ValueError(
             f"Config key 'data.labels_per_class' must be positive for a few-label subset, got "

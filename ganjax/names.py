@@ -8,7 +8,7 @@ their names from here.
 from __future__ import annotations
 
 # Data.
-SUBSETS = ("none", "long_tail", "cut_class", "few_label")
+SUBSETS = ("none", "long_tail", "cut_class", "few_label", "balanced")
 LONG_TAIL_PROFILES = ("exp", "step")
 
 # GAN models and objectives.

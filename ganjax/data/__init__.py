@@ -31,6 +31,7 @@ from ganjax.data.sources import (
 )
 from ganjax.data.subsets import (
     LONG_TAIL_PROFILES,
+    balanced_indices,
     class_counts,
     cut_class_indices,
     few_label_indices,
@@ -52,6 +53,7 @@ __all__ = [
     "SOURCE_FORMS",
     "SUBSETS",
     "SUBSET_INDICES_FILE",
+    "balanced_indices",
     "balanced_sample_indices",
     "batch_at",
     "batch_indices",

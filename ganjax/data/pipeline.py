@@ -10,6 +10,7 @@ from ganjax.data.dataset import Dataset
 from ganjax.data.sources import MissingSplitError, load_source
 from ganjax.data.subsets import (
     class_counts,
+    balanced_indices,
     cut_class_indices,
     few_label_indices,
     load_indices,
@@ -26,6 +27,7 @@ _SUBSET_KEYS = {
     "long_tail": ("imbalance_ratio", "long_tail_profile"),
     "cut_class": ("cut_class", "cut_fraction"),
     "few_label": ("labels_per_class",),
+    "balanced": ("images_per_class",),
 }
 # Subset settings that index files written before they were recorded lack; such a file counts as
 # made with the config's default, as a checkpoint's config lacking a key does (config_from_dict).
@@ -153,6 +155,8 @@ def _subset_indices(data_config, train: Dataset):
         return cut_class_indices(
             train.labels, data_config.cut_class, data_config.cut_fraction, data_config.seed
         )
+    if subset == "balanced":
+        return balanced_indices(train.labels, train.num_classes, data_config.images_per_class, data_config.seed)
     return few_label_indices(train.labels, train.num_classes, data_config.labels_per_class, data_config.seed)
 
 

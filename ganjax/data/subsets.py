@@ -141,17 +141,26 @@ def few_label_indices(labels: np.ndarray, num_classes: int, per_class: int, seed
     Returns:
         [num_classes * per_class] sorted int64 indices into `labels`.
     """
+    return _per_class_indices(labels, num_classes, per_class, seed, "labels_per_class", "few_label")
+
+
+def balanced_indices(labels: np.ndarray, num_classes: int, per_class: int, seed: int) -> np.ndarray:
+    """Indices of a balanced training subset: exactly `per_class` images of every class (data.subset
+    "balanced", data.images_per_class), drawn with `seed`; sorted int64."""
+    return _per_class_indices(labels, num_classes, per_class, seed, "images_per_class", "balanced")
+
+
+def _per_class_indices(labels: np.ndarray, num_classes: int, per_class: int, seed: int, key: str,
+                       subset: str) -> np.ndarray:
+    """Sorted indices of `per_class` images of every class; errors name config.data.KEY."""
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class <= 0:
-        raise ValueError(
-            f"labels_per_class must be a positive int, got {per_class!r}; fix config.data.labels_per_class."
-        )
-    counts = _check_every_class_present(labels, num_classes, "few_label")
+        raise ValueError(f"{key} must be a positive int, got {per_class!r}; fix config.data.{key}.")
+    counts = _check_every_class_present(labels, num_classes, subset)
     for class_id, count in enumerate(counts):
         if count < per_class:
             raise ValueError(
-                f"Class {class_id} has only {count} images, fewer than "
-                f"labels_per_class={per_class}; lower config.data.labels_per_class to at "
-                f"most {counts.min()}."
+                f"Class {class_id} has only {count} images, fewer than {key}={per_class}; lower "
+                f"config.data.{key} to at most {counts.min()}."
             )
     return _choose_per_class(labels, np.full(num_classes, per_class), seed)
 

@@ -133,8 +133,17 @@ def test_few_label_keeps_full_train_and_stores_labelled_indices(npz_source, tmp_
 
 
 def test_unknown_subset_names_the_config_key(npz_source):
-    with pytest.raises(ValueError, match="config.data.subset='balanced'"):
-        load_train_and_test(_config(npz_source, subset="balanced"))
+    with pytest.raises(ValueError, match="config.data.subset='even'"):
+        load_train_and_test(_config(npz_source, subset="even"))
+
+
+def test_a_balanced_subset_keeps_images_per_class_of_each_class(npz_source, tmp_path):
+    train, _ = load_train_and_test(_config(npz_source, subset="balanced", images_per_class=6), tmp_path)
+    np.testing.assert_array_equal(class_counts(train.labels, 3), [6, 6, 6])
+    again, _ = load_train_and_test(_config(npz_source, subset="balanced", images_per_class=6), tmp_path)
+    np.testing.assert_array_equal(again.images, train.images)  # the stored indices, reloaded
+    with pytest.raises(ValueError, match="fewer than images_per_class=500.*config.data.images_per_class"):
+        load_train_and_test(_config(npz_source, subset="balanced", images_per_class=500))
 
 
 def test_missing_config_key_is_named(npz_source):
