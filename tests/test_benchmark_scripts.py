@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import inversion_speed
 import pool_seeds
 import profile_training
+import regime_map
 import semi_steps_per_call
 
 
@@ -77,3 +78,30 @@ def test_inversion_speed_times_both_convolution_forms_and_they_agree(tiny_gan_wo
     assert "canonical_convs=False" in out and "canonical_convs=True" in out and out.count("images/s") == 2
     difference = float(out.rsplit("largest difference between the two projections:", 1)[1])
     assert difference < 1e-4
+
+
+def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pairs_them(tmp_path):
+    from ganjax.report import summarize
+
+    def entry(validation, test):
+        return validation, {"balanced_accuracy": summarize(test)}
+
+    strategies = {"plain": entry(0.70, [0.70, 0.72, 0.74]), "augment": entry(0.75, [0.60, 0.61, 0.62]),
+                  "oversample": entry(0.72, [0.90, 0.90, 0.90]),  # best on test, not on validation
+                  "gan": entry(0.74, [0.71, 0.73, 0.75]), "gan+augment": entry(0.73, [0.99, 0.99, 0.99])}
+    full = {name: test for name, (_, test) in strategies.items()}
+    full["meta"] = {"validation_mean": {name: {"balanced_accuracy": value} for name, (value, _) in strategies.items()},
+                    "grid": {"gan": {"chosen": ["experiment.synthetic_fraction=0.25"]}}, "num_seeds": 3}
+    row = regime_map.summarize_cell(full)
+    assert (row["best_classic"], row["best_gan"]) == ("augment", "gan")
+    assert row["difference"]["per_seed"] == pytest.approx([0.11, 0.12, 0.13])
+    assert row["best_gan_minus_plain"]["mean"] == pytest.approx(0.01)
+    assert row["gan_minus_twin"]["gan+augment"]["mean"] == pytest.approx(0.38)
+    row.update(minutes=3.0, gan_quality={"fid_domain": 1.0, "intra_class_fid_domain": 2.0, "conditional_accuracy": 0.9})
+    table = regime_map.markdown({"fashion_1pct-cnn": row})
+    assert "| fashion_1pct-cnn | augment 61.0 ± 1.0 | gan 73.0 ± 2.0 | +12.0 [" in table
+    assert "gan: synthetic_fraction=0.25" in table
+    assert os.path.exists(regime_map.plot({"fashion_1pct-cnn": row}, str(tmp_path / "map.png")))
+    config = regime_map.cell_config("fashion_lt10", "resnet", "somewhere", ["classifier.steps=5"])
+    assert (config.data.imbalance_ratio, config.classifier.model, config.classifier.steps) == (10.0, "resnet", 5)
+    assert "gan+oversample" in config.experiment.strategies and config.experiment.generator_workdir == "somewhere"

@@ -1,0 +1,247 @@
+"""When does the GAN help recognition? The map of regimes: data regimes x classifier capacities.
+
+    python benchmarks/regime_map.py --workdir workdirs/regime_map [--cells fashion_1pct,fashion_lt10]
+        [--classifiers cnn,resnet] [--set KEY=VALUE ...] [--report-only]
+
+Each cell (a data regime of CELLS x a classifier of CLASSIFIERS) is one long-tail-engine study of
+configs/regime_map.py with the cell's overrides, run in WORKDIR/REGIME-CLASSIFIER; a rerun reuses every
+finished strategy and grid point, so the map can be run (or stopped and resumed) a few cells at a time.
+The classifiers of one data regime share its GAN (trained in the first cell's WORKDIR/.../gan).
+
+For every finished cell the map reports, on the test split (read once per strategy, never for a choice):
+  - the best classic strategy and the best GAN strategy, each chosen on validation balanced accuracy
+    among the cell's classic (plain, reweight, oversample, augment) and GAN strategies (each validated
+    itself: its synthetic share chosen from experiment.grid, 0 included);
+  - the paired difference best GAN - best classic in balanced accuracy, mean and 95% interval (t) over
+    the seeds; best GAN - plain; and (in the JSON) each GAN strategy minus its classic twin (gan: plain,
+    gan+augment: augment, ...), which share 0 makes it equal to, so it differs from it by validation noise;
+  - the GAN's quality: domain FID, intra-class FID and conditional accuracy of 2,000 samples
+    (`ganjax.evaluate`, reference: the whole train split).
+It prints the table, and writes WORKDIR/regime_map.json, regime_map.md and regime_map.png (a heat map of
+the difference with its interval). --set applies config overrides to every cell (e.g. a smoke run with
+--set classifier.steps=20 --set train.steps=20).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "idx:/usr/share/datasets/fashion-mnist"
+LONG_TAIL_LIST = "plain,reweight,oversample,augment,gan,gan+augment,gan+oversample"
+# Data regimes: overrides of configs/regime_map.py. Balanced sets of 1% and 5% of Fashion-MNIST and all of it
+# (the over-fitting axis), long tails of imbalance 10 and 100, and scikit-learn's digits.
+CELLS = {
+    "fashion_1pct": {"data.subset": "balanced", "data.images_per_class": 60,
+                     "experiment.validation_fraction": 0.2},  # 12 validation images a class, not 6
+    "fashion_5pct": {"data.subset": "balanced", "data.images_per_class": 300},
+    "fashion_full": {"data.subset": "none"},
+    "fashion_lt10": {"data.subset": "long_tail", "data.imbalance_ratio": 10.0,
+                     "experiment.strategies": LONG_TAIL_LIST},
+    "fashion_lt100": {"data.subset": "long_tail", "data.imbalance_ratio": 100.0,
+                      "experiment.strategies": LONG_TAIL_LIST},
+    "digits": {"data.source": "digits", "data.image_size": 16, "data.subset": "none",
+               "experiment.augment_flip": False, "experiment.validation_fraction": 0.2},
+}
+CLASSIFIERS = {
+    "cnn": {"classifier.model": "cnn", "classifier.width": 16},
+    "resnet": {"classifier.model": "resnet", "classifier.width": 16},
+}
+METRIC = "balanced_accuracy"
+GAN_QUALITY_SAMPLES = 2000
+
+
+def cell_name(regime: str, classifier: str) -> str:
+    return f"{regime}-{classifier}"
+
+
+def cell_config(regime: str, classifier: str, gan_workdir: str = "", overrides=()):
+    """configs/regime_map.py with the cell's overrides (and `overrides`, "KEY=VALUE"), validated."""
+    from ganjax.config import apply_overrides, load_config
+
+    config = load_config(os.path.join(REPO, "configs", "regime_map.py"))
+    settings = {**CELLS[regime], **CLASSIFIERS[classifier]}
+    config = apply_overrides(config, [f"{key}={value}" for key, value in settings.items()] + list(overrides))
+    config.experiment.generator_workdir = gan_workdir
+    return config
+
+
+def paired(first: list[float], second: list[float]) -> dict:
+    """summarize(first - second) over paired seeds: mean, std, 95% interval (`ganjax.report.summarize`)."""
+    from ganjax.report import summarize
+
+    return summarize(np.subtract(first, second))
+
+
+def summarize_cell(full: dict) -> dict:
+    """A finished cell's row from its report.json dict: the best classic and the best GAN strategy chosen on
+    validation `METRIC`, their test figures, the paired differences, and every validated GAN strategy's
+    difference to plain."""
+    from ganjax.studies.long_tail import COMPOSITIONS
+
+    meta = full["meta"]
+    validation = meta["validation_mean"]
+    listed = [name for name in validation if name in COMPOSITIONS]
+    classic = [name for name in listed if not COMPOSITIONS[name].synthetic]
+    gans = [name for name in listed if COMPOSITIONS[name].synthetic]
+    best_classic = max(classic, key=lambda name: validation[name][METRIC])
+    best_gan = max(gans, key=lambda name: validation[name][METRIC])
+
+    def test(name):
+        return full[name][METRIC]["per_seed"]
+
+    twins = {name: name.removeprefix("gan+") if name != "gan" else "plain" for name in gans}
+    return {
+        "best_classic": best_classic, "best_gan": best_gan,
+        "classic_test": full[best_classic][METRIC], "gan_test": full[best_gan][METRIC],
+        "difference": paired(test(best_gan), test(best_classic)),
+        "best_gan_minus_plain": paired(test(best_gan), test("plain")) if "plain" in listed else None,
+        "gan_minus_twin": {name: paired(test(name), test(twin)) for name, twin in twins.items() if twin in listed},
+        "chosen_points": {name: grid["chosen"] for name, grid in meta.get("grid", {}).items()},
+        "validation": {name: validation[name][METRIC] for name in listed},
+        "num_seeds": meta["num_seeds"],
+        "class_counts": meta.get("class_counts", {}),
+    }
+
+
+def gan_quality(gan_dir: str) -> dict:
+    """Domain FID, intra-class FID and conditional accuracy of GAN_QUALITY_SAMPLES samples of the GAN in
+    `gan_dir` (cached in gan_dir/regime_map_eval.json)."""
+    from ganjax import evaluate
+
+    path = os.path.join(gan_dir, "regime_map_eval.json")
+    if not os.path.exists(path):
+        evaluate.evaluate(gan_dir, ("fid", "ic_fid", "classes"), num=GAN_QUALITY_SAMPLES, reference="train",
+                          output=path)
+    scores = json.load(open(path))["scores"]
+    return {"fid_domain": scores["fid"], "intra_class_fid_domain": scores["intra_class_fid"],
+            "conditional_accuracy": scores["conditional_accuracy"]}
+
+
+def _cell(entry: dict) -> str:
+    return f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f}"
+
+
+def _interval(entry: dict) -> str:
+    low, high = entry["ci95"]
+    return f"{100 * entry['mean']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def markdown(rows: dict[str, dict]) -> str:
+    headers = ["cell", "best classic (test)", "best GAN (test)", "GAN - classic [95%]", "GAN - plain",
+               "GAN: domain FID / intra-class FID / cond. acc.", "chosen shares", "minutes"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for name, row in rows.items():
+        quality = row.get("gan_quality") or {}
+        quality_text = (f"{quality['fid_domain']:.2f} / {quality['intra_class_fid_domain']:.2f} / "
+                        f"{100 * quality['conditional_accuracy']:.1f}" if quality else "—")
+        to_plain = row["best_gan_minus_plain"]
+        chosen = "; ".join(f"{strategy}: {', '.join(point).replace('experiment.', '')}"
+                           for strategy, point in row["chosen_points"].items())
+        lines.append("| " + " | ".join([
+            name, f"{row['best_classic']} {_cell(row['classic_test'])}", f"{row['best_gan']} {_cell(row['gan_test'])}",
+            _interval(row["difference"]), "—" if to_plain is None else _interval(to_plain), quality_text, chosen,
+            f"{row['minutes']:.0f}"]) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: dict[str, dict], path: str) -> str:
+    """Heat map of the paired difference best GAN - best classic (points of test balanced accuracy),
+    regimes down, classifiers across, each cell annotated with its 95% interval."""
+    from ganjax.report import _pyplot
+
+    plt = _pyplot()
+    regimes = [regime for regime in CELLS if any(name.startswith(regime + "-") for name in rows)]
+    classifiers = [classifier for classifier in CLASSIFIERS if any(name.endswith("-" + classifier) for name in rows)]
+    values = np.full((len(regimes), len(classifiers)), np.nan)
+    for i, regime in enumerate(regimes):
+        for j, classifier in enumerate(classifiers):
+            row = rows.get(cell_name(regime, classifier))
+            if row is not None:
+                values[i, j] = 100 * row["difference"]["mean"]
+    limit = max(2.0, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 2.0)
+    figure, axes = plt.subplots(figsize=(2.6 + 2.2 * len(classifiers), 1.2 + 0.75 * len(regimes)))
+    image = axes.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i, regime in enumerate(regimes):
+        for j, classifier in enumerate(classifiers):
+            row = rows.get(cell_name(regime, classifier))
+            text = "not run" if row is None else _interval(row["difference"]).replace(" [", "\n[")
+            axes.text(j, i, text, ha="center", va="center", fontsize=8)
+    axes.set_xticks(range(len(classifiers)), classifiers)
+    axes.set_yticks(range(len(regimes)), regimes)
+    axes.set_title("best GAN - best classic, balanced accuracy (points)", fontsize=9)
+    figure.colorbar(image, ax=axes, label="points")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def run_cell(regime: str, classifier: str, workdir: str, overrides) -> dict:
+    """Runs (or resumes) one cell; returns its row."""
+    from ganjax.studies import run
+
+    cell_dir = os.path.join(workdir, cell_name(regime, classifier))
+    first = cell_name(regime, next(iter(CLASSIFIERS)))
+    gan_dir = os.path.join(workdir, first, "gan")
+    shared = classifier != next(iter(CLASSIFIERS)) and os.path.isdir(os.path.join(gan_dir, "checkpoints"))
+    config = cell_config(regime, classifier, gan_dir if shared else "", overrides)
+    start = time.perf_counter()
+    full = run(config, cell_dir, progress=sys.stderr.isatty())
+    row = summarize_cell(full)
+    row["minutes"] = sum(seconds for name, seconds in full["meta"]["wall_seconds"].items() if name != "total_this_run") / 60
+    row["minutes_this_run"] = (time.perf_counter() - start) / 60
+    row["gan_quality"] = gan_quality(config.experiment.generator_workdir or os.path.join(cell_dir, "gan"))
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--cells", default=",".join(CELLS), help=f"data regimes, of {', '.join(CELLS)}")
+    parser.add_argument("--classifiers", default="cnn", help=f"of {', '.join(CLASSIFIERS)}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--report-only", action="store_true", help="summarise the finished cells, run none")
+    args = parser.parse_args(argv)
+    regimes = [name.strip() for name in args.cells.split(",") if name.strip()]
+    classifiers = [name.strip() for name in args.classifiers.split(",") if name.strip()]
+    unknown = [name for name in regimes if name not in CELLS] + [name for name in classifiers if name not in CLASSIFIERS]
+    if unknown:
+        parser.error(f"unknown cells or classifiers {unknown}; cells: {list(CELLS)}, classifiers: {list(CLASSIFIERS)}")
+    from ganjax.cli import enable_compilation_cache
+
+    enable_compilation_cache()
+    os.makedirs(args.workdir, exist_ok=True)
+    map_path = os.path.join(args.workdir, "regime_map.json")
+    rows = json.load(open(map_path))["cells"] if os.path.exists(map_path) else {}
+    for classifier in classifiers:
+        for regime in regimes:
+            name = cell_name(regime, classifier)
+            if args.report_only:
+                continue
+            print(f"cell {name}: running (resumes finished strategies)", flush=True)
+            rows[name] = run_cell(regime, classifier, args.workdir, args.set)
+            print(f"cell {name}: {rows[name]['best_gan']} - {rows[name]['best_classic']} = "
+                  f"{_interval(rows[name]['difference'])} points", flush=True)
+            with open(map_path + ".tmp", "w") as stream:
+                json.dump({"cells": rows, "overrides": args.set}, stream, indent=1)
+            os.replace(map_path + ".tmp", map_path)
+    ordered = {cell_name(regime, classifier): rows[cell_name(regime, classifier)]
+               for classifier in CLASSIFIERS for regime in CELLS if cell_name(regime, classifier) in rows}
+    table = markdown(ordered)
+    with open(os.path.join(args.workdir, "regime_map.md"), "w") as stream:
+        stream.write(table + "\n")
+    if ordered:
+        plot(ordered, os.path.join(args.workdir, "regime_map.png"))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
