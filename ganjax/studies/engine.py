@@ -471,6 +471,14 @@ def load_states(path: str, strategy: Strategy, config) -> Any:
         return serialization.from_bytes(template, stream.read())
 
 
+def chosen_config(config, record: dict | None):
+    """`config` at the grid point its strategy's `record` chose on validation (`config` itself without a grid)."""
+    from ganjax.config import with_overrides
+
+    grid = (record or {}).get("grid")
+    return config if grid is None else with_overrides(config, [*grid["chosen"], "experiment.grid="])
+
+
 def seed_mean(per_seed: list[dict], metric: str) -> float:
     return float(np.mean([seed[metric] for seed in per_seed]))
 

@@ -410,15 +410,13 @@ def teacher_classifiers(context: StudyContext):
 def batch_split(context: StudyContext, records: dict[str, dict] | None = None) -> dict[str, dict[str, int]]:
     """{strategy: {"real": images, "synthetic": images}} per step, for every strategy listed (a strategy
     whose record holds a grid: at the point chosen on validation)."""
-    from ganjax.config import with_overrides
     from ganjax.names import parse_strategies
+    from ganjax.studies.engine import chosen_config
 
     config, counts = context.config, data.class_counts(context.train_set.labels, context.train_set.num_classes)
     split = {}
     for name in parse_strategies(config.experiment.strategies):
-        grid = (records or {}).get(name, {}).get("grid")
-        chosen = config if grid is None else with_overrides(config, [*grid["chosen"], "experiment.grid="])
-        spec, num_real = make_step_spec(COMPOSITIONS[name], chosen, counts)
+        spec, num_real = make_step_spec(COMPOSITIONS[name], chosen_config(config, (records or {}).get(name)), counts)
         split[name] = {"real": num_real, "synthetic": spec.num_synthetic}
     return split
 

@@ -262,6 +262,7 @@ def paired_difference(records: dict[str, dict], first: str, second: str, metric:
 def describe(context: StudyContext, records: dict[str, dict]) -> dict:
     """The study's part of report.json's meta."""
     from ganjax import attacks, checkpoint
+    from ganjax.studies.engine import chosen_config
     from ganjax.studies.strategies.robust import generated_split
 
     config = context.config
@@ -275,7 +276,8 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
         gan_dir = long_tail.gan_workdir(context)
         gan = {"workdir": gan_dir, "checkpoint_step": checkpoint.latest_step(gan_dir)}
     wall = {"gan_training": context.resources["gan_seconds"]} if "gan_seconds" in context.resources else {}
-    real, generated = generated_split(config)
+    generated_config = chosen_config(config, records.get("pgd_at_generated"))  # its fraction may be chosen on a grid
+    real, generated = generated_split(generated_config)
     num_classes = context.train_set.num_classes
     return {
         "class_counts": {
@@ -299,7 +301,8 @@ def describe(context: StudyContext, records: dict[str, dict]) -> dict:
             "step_size": settings.train_step_size or attacks.pgd_step_size(settings.train_eps, settings.train_steps),
             "random_start": "uniform in the L-inf ball", "batch_norm": "inference mode (running statistics)",
             "trades_beta": settings.trades_beta,
-            "generated_per_step": {"real": real, "generated": generated, "generated_fraction": settings.generated_fraction},
+            "generated_per_step": {"real": real, "generated": generated,
+                                   "generated_fraction": generated_config.robust.generated_fraction},
         },
         "gan": gan,
         "budget": {"classifier_steps": config.classifier.steps, "classifier_batch_size": config.classifier.batch_size},

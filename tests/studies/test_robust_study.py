@@ -224,6 +224,7 @@ def test_the_engine_chooses_a_grid_strategys_setting_on_validation_and_reads_tes
                          ("pgd_at_generated", fraction, ("test",))]
     assert len(record["per_seed"]) == 2 and "robust_accuracy" in record["per_seed"][0]
     assert full["meta"]["grid"]["pgd_at_generated"]["chosen"] == list(chosen)
+    assert full["meta"]["training_attack"]["generated_per_step"]["generated_fraction"] == fraction
     text = open(os.path.join(workdir, "report.md")).read()
     assert f"pgd_at_generated: settings chosen on validation robust_accuracy" in text and f"chosen {chosen[0]}" in text
     # A rerun trains nothing and reads the records; another grid is refused, naming the way out.
