@@ -704,10 +704,10 @@ def _validate_robust(given: dict) -> None:
         )
     if names.study_of(given["data.subset"], given["experiment.study"]) != "robust":
         return
-    if given["data.subset"] != "none":
+    if given["data.subset"] not in ("none", "balanced"):
         raise ValueError(
-            f"The robust study trains on the whole training split; data.subset is {given['data.subset']!r}. "
-            "Set data.subset='none'."
+            f"The robust study trains on the whole training split or a balanced subset of it; data.subset is "
+            f"{given['data.subset']!r}. Set data.subset='none' (or 'balanced' with data.images_per_class)."
         )
     if "pgd_at_generated" in names.parse_strategies(given["experiment.strategies"]):
         batch_size = given["classifier.batch_size"]
