@@ -414,10 +414,11 @@ def evaluate_strategy(strategy: Strategy, states, context: StudyContext, splits:
 
 
 def run_strategy(strategy: Strategy, context: StudyContext, splits: tuple[str, ...] = SPLITS,
-                 record_name: str | None = None) -> tuple[Any, dict]:
+                 record_name: str | None = None, keep_states: bool = False) -> tuple[Any, dict]:
     """Trains, evaluates on `splits` and records one strategy in WORKDIR/strategies/RECORD_NAME.json
-    (default: the strategy's name); returns (its trained states, its record: {"per_seed" (test),
-    "validation" (per seed, or None), "wall_seconds", "train_seconds", "config", ...finish's})."""
+    (default: the strategy's name), with keep_states its trained states first beside it (`states_path`);
+    returns (the trained states, the record: {"per_seed" (test), "validation" (per seed, or None),
+    "wall_seconds", "train_seconds", "config", ...finish's})."""
     start = time.perf_counter()
     states = train(strategy, context.config, context.mesh, context.progress)
     train_seconds = time.perf_counter() - start
@@ -427,7 +428,10 @@ def run_strategy(strategy: Strategy, context: StudyContext, splits: tuple[str, .
         "wall_seconds": time.perf_counter() - start,
         "config": context.config.to_dict(),
     }
-    save_record(record_path(context.workdir, record_name or strategy.name), record)
+    record_name = record_name or strategy.name
+    if keep_states:  # before the record: a record on disk always has its states
+        save_states(states_path(context.workdir, record_name), states)
+    save_record(record_path(context.workdir, record_name), record)
     return states, json.loads(json.dumps(record, default=_json_default))  # as a rerun reads it
 
 
@@ -500,8 +504,9 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         if [point["point"] for point in record.get("grid", {}).get("points", [])] == [list(p) for p in points]:
             return record
         earlier = [", ".join(point["point"]) for point in record.get("grid", {}).get("points", [])]
-        raise ValueError(f"Strategy {name!r} finished in {workdir} on another grid ({' | '.join(earlier) or 'none'}); "
-                         "use a fresh workdir, or delete "
+        raise ValueError(f"Strategy {name!r} finished in {workdir} "
+                         + (f"on another grid ({' | '.join(earlier)}); " if earlier else "without a grid; ")
+                         + "use a fresh workdir, or delete "
                          f"{record_path(workdir, name)} to choose again on this grid.")
     from ganjax.config import with_overrides
 
@@ -514,8 +519,7 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         states = None
         if point_record is None:
             strategy = module.make(name, point_context)
-            states, point_record = run_strategy(strategy, point_context, ("validation",), record_name)
-            save_states(states_path(workdir, record_name), states)
+            states, point_record = run_strategy(strategy, point_context, ("validation",), record_name, keep_states=True)
         tried.append((point, point_context, point_record, states))
         logger.info("%s: validation %s %.4f", record_name, metric, seed_mean(point_record["validation"], metric))
     scores = [seed_mean(point_record["validation"], metric) for _, _, point_record, _ in tried]

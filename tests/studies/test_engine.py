@@ -165,19 +165,26 @@ def test_a_finish_hooks_seed_metrics_join_the_engines_and_a_seed_count_mismatch_
         engine.merge_seed_metrics(None, [{"robust": 0.5}])
 
 
-def test_a_validated_gan_strategy_at_share_0_is_its_classic_twin_and_grids_unite(tmp_path):
+def _tiny_long_tail_with_gan(strategies: str):
+    """The tiny GAN config on long-tailed digits (its GAN: 4 steps, trained in WORKDIR/gan), 2 tiny classifiers."""
     from conftest import make_tiny_config
-    from ganjax.config import validate_config
 
     config = make_tiny_config()
     config.data.subset = "long_tail"
     config.data.imbalance_ratio = 10.0
-    config.experiment.strategies = "plain,gan"
-    config.experiment.num_seeds = 2  # the GAN: the tiny config's 4 steps, in WORKDIR/gan
+    config.experiment.strategies = strategies
+    config.experiment.num_seeds = 2
     config.classifier.width = 4
     config.classifier.steps = 10
     config.classifier.batch_size = 16
     config.experiment.eval_batch_size = 64
+    return config
+
+
+def test_a_validated_gan_strategy_at_share_0_is_its_classic_twin_and_grids_unite(tmp_path):
+    from ganjax.config import validate_config
+
+    config = _tiny_long_tail_with_gan("plain,gan")
     # Two grids: the share of uniform batches (0 included), or a top-up level (the share then unused).
     config.experiment.grid = "experiment.synthetic_fraction=0,0.5 | experiment.synthetic_top_up=100"
     workdir = os.fspath(tmp_path)
@@ -216,20 +223,11 @@ def test_grid_points_are_the_union_of_each_grids_product_over_a_strategys_keys()
 
 
 def test_teacher_labels_come_from_the_plain_classifiers_and_a_grid_may_choose_them(tmp_path, monkeypatch):
-    from conftest import make_tiny_config
     from ganjax.config import validate_config
     from ganjax.steps import classifier_eval_step
     from ganjax.studies.strategies import synthetic
 
-    config = make_tiny_config()
-    config.data.subset = "long_tail"
-    config.data.imbalance_ratio = 10.0
-    config.experiment.strategies = "plain,gan+oversample"
-    config.experiment.num_seeds = 2
-    config.classifier.width = 4
-    config.classifier.steps = 10
-    config.classifier.batch_size = 16
-    config.experiment.eval_batch_size = 64
+    config = _tiny_long_tail_with_gan("plain,gan+oversample")
     config.experiment.grid = "experiment.synthetic_labels=conditioning,teacher"
     config = validate_config(config)
     workdir = os.fspath(tmp_path)
