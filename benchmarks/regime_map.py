@@ -104,6 +104,7 @@ def summarize_cell(full: dict) -> dict:
         "best_gan_minus_plain": paired(test(best_gan), test("plain")) if "plain" in listed else None,
         "gan_minus_twin": {name: paired(test(name), test(twin)) for name, twin in twins.items() if twin in listed},
         "chosen_points": {name: grid["chosen"] for name, grid in meta.get("grid", {}).items()},
+        "grid_choice": sorted({grid.get("choice", "best") for grid in meta.get("grid", {}).values()}),
         "validation": {name: validation[name][METRIC] for name in listed},
         "num_seeds": meta["num_seeds"],
         "class_counts": meta.get("class_counts", {}),
@@ -144,6 +145,7 @@ def markdown(rows: dict[str, dict]) -> str:
         to_plain = row["best_gan_minus_plain"]
         chosen = "; ".join(f"{strategy}: {', '.join(point).replace('experiment.', '')}"
                            for strategy, point in row["chosen_points"].items())
+        chosen += f" (by {', '.join(row.get('grid_choice', ['best']))})" if row["chosen_points"] else ""
         lines.append("| " + " | ".join([
             name, f"{row['best_classic']} {_cell(row['classic_test'])}", f"{row['best_gan']} {_cell(row['gan_test'])}",
             _interval(row["difference"]), "—" if to_plain is None else _interval(to_plain), quality_text, chosen,

@@ -29,6 +29,7 @@ CHOICES = {
     "experiment.augment_padding": names.AUGMENT_PADDINGS,
     "experiment.filter": names.SYNTHETIC_FILTERS,
     "experiment.synthetic_labels": names.SYNTHETIC_LABELS,
+    "experiment.grid_choice": names.GRID_CHOICES,
     "semi.architecture": names.SEMI_ARCHITECTURES,
     "semi.generator": names.SEMI_GENERATORS,
 }
@@ -173,6 +174,10 @@ def default_config() -> ml_collections.ConfigDict:
     # the test split for that point alone. "" = no grid. E.g. "robust.generated_fraction=0,0.25,0.5", or
     # "experiment.synthetic_top_up=0;experiment.synthetic_fraction=0,0.25 | experiment.synthetic_top_up=1000".
     config.experiment.grid = ""
+    # How a grid's point is chosen on validation (ganjax.names.GRID_CHOICES): "best" (highest mean over seeds)
+    # or "significant" (the grid's first point unless another beats it with a paired 95% interval over the
+    # seeds above 0: a guard against validation noise on small validation splits; list the safe point first).
+    config.experiment.grid_choice = "best"
 
     # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's
     # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.

@@ -91,6 +91,10 @@ SYNTHETIC_FILTERS = ("none", "confidence", "discriminator")
 # How synthetic images are labelled in the loss: by the label the generator was conditioned on, or by the
 # soft prediction of a teacher (the plain strategy's classifier of the same seed, trained on real images).
 SYNTHETIC_LABELS = ("conditioning", "teacher")
+# How the engine picks a grid point on validation (experiment.grid_choice): "best" = the highest mean over
+# seeds; "significant" = the grid's first point (its baseline, e.g. synthetic share 0) unless another point
+# beats it in every sense the seeds allow: its paired per-seed difference's 95% interval lies above 0.
+GRID_CHOICES = ("best", "significant")
 SEMI_ARCHITECTURES = ("mlp", "conv")
 SEMI_GENERATORS = ("mlp", "dcgan")
 

@@ -46,7 +46,7 @@ RESULT_NEUTRAL_KEYS = (
     "semi.steps_per_call",
     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.samples_per_class", "train.steps_per_call", "train.allow_config_change",
-    "experiment.grid",  # a strategy on a grid records its grid and checks it itself (`run_grid`)
+    "experiment.grid", "experiment.grid_choice",  # a grid strategy records both and checks them (`run_grid`)
 )
 RESULT_NEUTRAL_SECTIONS = ("eval", "parallel")
 
@@ -487,10 +487,28 @@ def seed_mean(per_seed: list[dict], metric: str) -> float:
     return float(np.mean([seed[metric] for seed in per_seed]))
 
 
+def choose_point(per_seed: list[list[float]], choice: str) -> int:
+    """The chosen grid point's index from its per-seed validation scores [points][seeds] (names.GRID_CHOICES):
+    "best" the highest mean (the first of equals); "significant" the highest mean among the points whose
+    paired difference to point 0 has a 95% t-interval over the seeds above 0, else point 0. With one seed the
+    interval is a point, and "significant" keeps point 0 unless another is strictly better."""
+    means = [float(np.mean(values)) for values in per_seed]
+    if choice == "best":
+        return int(np.argmax(means))
+    if choice != "significant":
+        raise ValueError(f"Unknown grid choice {choice!r}; expected one of {names.GRID_CHOICES}.")
+    from ganjax.report import summarize
+
+    better = [index for index in range(1, len(per_seed))
+              if summarize(np.subtract(per_seed[index], per_seed[0]))["ci95"][0] > 0]
+    return max(better, key=lambda index: means[index]) if better else 0
+
+
 def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyContext) -> dict:
     """Strategy `name` at every grid point: each trained and evaluated on the validation split alone
     (its record WORKDIR/strategies/NAME@POINT.json, its states beside it); the point with the best mean
-    validation score (names.SELECTION_METRIC; the first of equals in grid order) is then evaluated on
+    validation score (names.SELECTION_METRIC; the first of equals in grid order; or by another
+    experiment.grid_choice, `choose_point`) is then evaluated on
     the test split, once. Returns the strategy's record, with "grid": the points' validation scores and
     the chosen point. A rerun reuses finished points, and the whole record when the grid is the same."""
     config, workdir = context.config, context.workdir
@@ -499,10 +517,14 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
                          "validation split, but this study has none; set experiment.grid=''.")
     metric = names.SELECTION_METRIC[context.study]
     chosen_keys = tuple({assignment.partition("=")[0] for point in points for assignment in point})
+    choice = config.experiment.grid_choice
     record = load_finished(workdir, name, config, module.SECTIONS, chosen_keys)
     if record is not None:
         if [point["point"] for point in record.get("grid", {}).get("points", [])] == [list(p) for p in points]:
-            return record
+            if record["grid"].get("choice", "best") == choice:
+                return record
+            record = None  # the same points chosen by another rule: choose again from their saved records
+    if record is not None:
         earlier = [", ".join(point["point"]) for point in record.get("grid", {}).get("points", [])]
         raise ValueError(f"Strategy {name!r} finished in {workdir} "
                          + (f"on another grid ({' | '.join(earlier)}); " if earlier else "without a grid; ")
@@ -521,8 +543,9 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
             states, point_record = run_strategy(strategy, point_context, ("validation",), record_name, keep_states=True)
         tried.append((point, point_context, point_record, states))
         logger.info("%s: validation %s %.4f", record_name, metric, seed_mean(point_record["validation"], metric))
-    scores = [seed_mean(point_record["validation"], metric) for _, _, point_record, _ in tried]
-    point, point_context, point_record, states = tried[int(np.argmax(scores))]
+    per_seed = [[seed[metric] for seed in point_record["validation"]] for _, _, point_record, _ in tried]
+    scores = [float(np.mean(values)) for values in per_seed]
+    point, point_context, point_record, states = tried[choose_point(per_seed, choice)]
     start = time.perf_counter()  # the test evaluation; each point's own time is in its record
     strategy = module.make(name, point_context)
     if states is None:
@@ -532,9 +555,10 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         **extras,
         **evaluate_strategy(strategy, states, point_context, ("test",)),
         "validation": point_record["validation"],
-        "grid": {"metric": metric, "chosen": list(point),
-                 "points": [{"point": list(p), "validation_mean": score, "wall_seconds": r["wall_seconds"]}
-                            for (p, _, r, _), score in zip(tried, scores)]},
+        "grid": {"metric": metric, "choice": choice, "chosen": list(point),
+                 "points": [{"point": list(p), "validation_mean": score, "validation_per_seed": values,
+                             "wall_seconds": r["wall_seconds"]}
+                            for (p, _, r, _), score, values in zip(tried, scores, per_seed)]},
         "train_seconds": sum(r["train_seconds"] for _, _, r, _ in tried),
         "wall_seconds": sum(r["wall_seconds"] for _, _, r, _ in tried) + time.perf_counter() - start,
         "config": config.to_dict(),
@@ -565,7 +589,9 @@ def grid_notes(grids: dict[str, dict]) -> str:
     lines = []
     for name, grid in grids.items():
         tried = "; ".join(f"{', '.join(point['point'])}: {point['validation_mean']:.4f}" for point in grid["points"])
-        lines.append(f"\n- {name}: settings chosen on validation {grid['metric']} (mean over seeds) from a grid: "
+        rule = ("the first point unless another beats it with a paired 95% interval above 0"
+                if grid.get("choice") == "significant" else "the best mean over seeds")
+        lines.append(f"\n- {name}: settings chosen on validation {grid['metric']} ({rule}) from a grid: "
                      f"{tried}; chosen {', '.join(grid['chosen'])}, the only point read on the test split. Its "
                      "validation figure is the best of the grid's, so optimistic beside single-setting strategies'.")
     return "".join(lines)

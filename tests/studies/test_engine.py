@@ -202,6 +202,27 @@ def test_a_validated_gan_strategy_at_share_0_is_its_classic_twin_and_grids_unite
     assert grid["chosen"] == list(points[int(np.argmax(scores))])
     assert full["gan"]["balanced_accuracy"]["per_seed"] == [
         seed["balanced_accuracy"] for seed in json.load(open(engine.record_path(workdir, "gan")))["per_seed"]]
+    # Another choice rule on the same grid chooses again from the saved points: none is retrained.
+    point_times = [os.path.getmtime(engine.record_path(workdir, engine.point_name("gan", p))) for p in points]
+    config.experiment.grid_choice = "significant"
+    again = experiment.run_experiment(validate_config(config), workdir, progress=False)
+    per_seed = [[seed["balanced_accuracy"] for seed in record["validation"]] for record in records]
+    assert again["meta"]["grid"]["gan"]["choice"] == "significant"
+    assert again["meta"]["grid"]["gan"]["chosen"] == list(points[engine.choose_point(per_seed, "significant")])
+    assert point_times == [os.path.getmtime(engine.record_path(workdir, engine.point_name("gan", p))) for p in points]
+
+
+def test_the_significant_grid_choice_keeps_the_first_point_unless_the_seeds_agree_on_a_better_one():
+    first = [0.80, 0.82, 0.81]
+    noisy = [0.83, 0.80, 0.84]  # a higher mean, but one seed below the first point: the interval holds 0
+    steady = [0.815, 0.835, 0.825]  # 1.5 points above on every seed
+    assert engine.choose_point([first, noisy], "best") == 1
+    assert engine.choose_point([first, noisy], "significant") == 0
+    assert engine.choose_point([first, noisy, steady], "significant") == 2
+    assert engine.choose_point([first, steady, [0.9, 0.92, 0.91]], "significant") == 2  # the best of the better
+    assert engine.choose_point([[0.8], [0.8]], "significant") == 0
+    with pytest.raises(ValueError, match="grid choice"):
+        engine.choose_point([first], "median")
 
 
 def test_grid_points_are_the_union_of_each_grids_product_over_a_strategys_keys():
