@@ -68,7 +68,8 @@ def cell_config(regime: str, classifier: str, gan_workdir: str = "", overrides=(
     config = load_config(os.path.join(REPO, "configs", "regime_map.py"))
     settings = {**CELLS[regime], **CLASSIFIERS[classifier]}
     config = apply_overrides(config, [f"{key}={value}" for key, value in settings.items()] + list(overrides))
-    config.experiment.generator_workdir = gan_workdir
+    if gan_workdir:
+        config.experiment.generator_workdir = gan_workdir
     return config
 
 
@@ -105,10 +106,36 @@ def summarize_cell(full: dict) -> dict:
         "gan_minus_twin": {name: paired(test(name), test(twin)) for name, twin in twins.items() if twin in listed},
         "chosen_points": {name: grid["chosen"] for name, grid in meta.get("grid", {}).items()},
         "grid_choice": sorted({grid.get("choice", "best") for grid in meta.get("grid", {}).values()}),
+        "grid_points": {name: grid_points(grid) for name, grid in meta.get("grid", {}).items()},
         "validation": {name: validation[name][METRIC] for name in listed},
         "num_seeds": meta["num_seeds"],
         "class_counts": meta.get("class_counts", {}),
     }
+
+
+def grid_points(grid: dict) -> list[dict]:
+    """A grid strategy's points on validation: each point's mean and its paired difference to the grid's
+    first point (its baseline, e.g. share 0) over the seeds, with the 95% interval; no test figure."""
+    points = grid["points"]
+    if not all("validation_per_seed" in point for point in points):
+        return [{"point": point["point"], "validation_mean": point["validation_mean"]} for point in points]
+    first = points[0]["validation_per_seed"]
+    return [{"point": point["point"], "validation_mean": point["validation_mean"],
+             "minus_first": paired(point["validation_per_seed"], first)} for point in points]
+
+
+def grid_markdown(rows: dict[str, dict]) -> str:
+    """The levers on validation: every grid point of every cell, its mean and its difference to the first
+    point (points of validation balanced accuracy, paired over seeds, 95% interval); * marks the chosen."""
+    lines = ["| cell | strategy | point | validation | minus first point [95%] |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        for strategy, points in row.get("grid_points", {}).items():
+            for point in points:
+                mark = " *" if point["point"] == row["chosen_points"].get(strategy) else ""
+                difference = _interval(point["minus_first"]) if "minus_first" in point else "—"
+                lines.append(f"| {name} | {strategy} | {', '.join(point['point']).replace('experiment.', '')}{mark} | "
+                             f"{100 * point['validation_mean']:.1f} | {difference} |")
+    return "\n".join(lines)
 
 
 def gan_quality(gan_dir: str) -> dict:
@@ -238,7 +265,7 @@ def main(argv=None) -> int:
                for classifier in CLASSIFIERS for regime in CELLS if cell_name(regime, classifier) in rows}
     table = markdown(ordered)
     with open(os.path.join(args.workdir, "regime_map.md"), "w") as stream:
-        stream.write(table + "\n")
+        stream.write(table + "\n\nGrid points on validation (the levers; * chosen):\n\n" + grid_markdown(ordered) + "\n")
     if ordered:
         plot(ordered, os.path.join(args.workdir, "regime_map.png"))
     print(table)

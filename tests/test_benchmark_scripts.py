@@ -91,7 +91,11 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
                   "gan": entry(0.74, [0.71, 0.73, 0.75]), "gan+augment": entry(0.73, [0.99, 0.99, 0.99])}
     full = {name: test for name, (_, test) in strategies.items()}
     full["meta"] = {"validation_mean": {name: {"balanced_accuracy": value} for name, (value, _) in strategies.items()},
-                    "grid": {"gan": {"chosen": ["experiment.synthetic_fraction=0.25"]}}, "num_seeds": 3}
+                    "grid": {"gan": {"chosen": ["experiment.synthetic_fraction=0.25"], "choice": "significant",
+                                     "points": [{"point": ["experiment.synthetic_fraction=0"], "validation_mean": 0.71,
+                                                 "validation_per_seed": [0.70, 0.71, 0.72]},
+                                                {"point": ["experiment.synthetic_fraction=0.25"], "validation_mean": 0.74,
+                                                 "validation_per_seed": [0.73, 0.74, 0.75]}]}}, "num_seeds": 3}
     row = regime_map.summarize_cell(full)
     assert (row["best_classic"], row["best_gan"]) == ("augment", "gan")
     assert row["difference"]["per_seed"] == pytest.approx([0.11, 0.12, 0.13])
@@ -100,7 +104,10 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
     row.update(minutes=3.0, gan_quality={"fid_domain": 1.0, "intra_class_fid_domain": 2.0, "conditional_accuracy": 0.9})
     table = regime_map.markdown({"fashion_1pct-cnn": row})
     assert "| fashion_1pct-cnn | augment 61.0 ± 1.0 | gan 73.0 ± 2.0 | +12.0 [" in table
-    assert "gan: synthetic_fraction=0.25" in table
+    assert "gan: synthetic_fraction=0.25 (by significant)" in table
+    levers = regime_map.grid_markdown({"fashion_1pct-cnn": row})
+    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0.25 * | 74.0 | +3.0 [+3.0, +3.0] |" in levers
+    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0 | 71.0 | +0.0 [+0.0, +0.0] |" in levers
     assert os.path.exists(regime_map.plot({"fashion_1pct-cnn": row}, str(tmp_path / "map.png")))
     config = regime_map.cell_config("fashion_lt10", "resnet", "somewhere", ["classifier.steps=5"])
     assert (config.data.imbalance_ratio, config.classifier.model, config.classifier.steps) == (10.0, "resnet", 5)
