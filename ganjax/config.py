@@ -7,6 +7,7 @@ Experiment files in `configs/` start from `default_config()` and override what t
 from __future__ import annotations
 
 import difflib
+import math
 
 import ml_collections
 
@@ -16,6 +17,7 @@ from ganjax.names import parse_diff_augment, parse_hidden
 CHOICES = {
     "data.subset": names.SUBSETS,
     "data.long_tail_profile": names.LONG_TAIL_PROFILES,
+    "model.architecture": names.GAN_ARCHITECTURES,
     "model.upsample": names.UPSAMPLE_MODES,
     "model.downsample": names.DOWNSAMPLE_MODES,
     "model.discriminator_head": names.DISCRIMINATOR_HEADS,
@@ -51,8 +53,20 @@ def default_config() -> ml_collections.ConfigDict:
     config.data.labels_per_class = 10
     config.data.images_per_class = 100  # data.subset="balanced": the training images kept per class
     config.data.seed = 0
+    # A class without an image (e.g. labels 0-9 plus one stray 99 make 100 classes, 90 empty) stops
+    # loading with the label values and counts; True accepts such a gap when it is deliberate.
+    config.data.allow_empty_classes = False
 
     config.model = ml_collections.ConfigDict()
+    # "dcgan": ganjax.models.Generator / Discriminator (every key below applies). "seed_mlp": the seed
+    # example's MLP generator (two hidden layers of generator_width units, generator_norm after each) and
+    # two-layer strided-conv discriminator (discriminator_width, then twice it; model.downsample); upsample and
+    # discriminator_head do not apply (ganjax.models.seed).
+    config.model.architecture = "dcgan"
+    # False: an unconditional GAN. Neither network has a label parameter and both ignore the labels that still
+    # flow through the batches; samples are plain grids, and class-conditional metrics (intra-class FID, CAS,
+    # conditional accuracy) are skipped by ganjax.evaluate. Studies that generate per class refuse such a GAN.
+    config.model.conditional = True
     config.model.noise_dim = 128
     config.model.embed_dim = 64
     config.model.generator_width = 32
@@ -100,6 +114,13 @@ def default_config() -> ml_collections.ConfigDict:
     # eval.live_every (when on) must then be multiples of K. 1 calls the step once per step.
     config.train.steps_per_call = 1
     config.train.allow_config_change = False  # resume despite GAN-defining config changes (checkpoint.FREE_ON_RESUME)
+    # A non-finite (NaN or Inf) logged loss: with nan_retries = 0 training stops with an error. With N > 0 it
+    # restores the newest checkpoint whose weights are all finite (else the initialisation; newer checkpoints are
+    # deleted), multiplies G's and D's learning rates by nan_lr_factor, logs it (a "nan_recovery" record in
+    # metrics.jsonl) and goes on, at most N times over the workdir's life. The rates' scale and the count so far
+    # are saved in each checkpoint's meta ("nan_recovery"), so a resume keeps the lowered rates (ganjax.train).
+    config.train.nan_retries = 0
+    config.train.nan_lr_factor = 0.5  # in (0, 1]; 1 retries at the same rates (for a transient fault)
 
     # Live sample-quality monitoring while training (ganjax.live); off by default because
     # it needs a domain classifier (trained and cached on first use: a few CPU minutes).
@@ -281,28 +302,53 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
+def shipped_config_dir() -> str:
+    """The directory of the experiment configs shipped with ganjax: ganjax/configs in an installed
+    wheel (pyproject.toml maps the repository's configs/ there), else configs/ beside the package
+    (a source checkout or an editable install)."""
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "configs")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "configs")
+
+
+def shipped_config_names() -> list[str]:
+    """The names of the shipped configs ("digits", "fashion_mnist_lt", ...)."""
+    import os
+
+    directory = shipped_config_dir()
+    if not os.path.isdir(directory):
+        return []
+    return sorted(name[:-3] for name in os.listdir(directory) if name.endswith(".py") and not name.startswith("_"))
+
+
 def find_config_file(name_or_path: str) -> str:
-    """A config file path from a path, or from a name such as "digits" looked up in
-    ./configs/ and in the configs/ folder beside the installed package (a source checkout)."""
+    """The config file of `name_or_path`: an existing file, else the shipped config of that name,
+    written "digits", "digits.py" or "configs/digits.py" (from any working directory).
+
+    Raises:
+      FileNotFoundError listing the shipped names when it is neither.
+    """
     import os
 
     if os.path.isfile(name_or_path):
         return name_or_path
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    file_name = name_or_path if name_or_path.endswith(".py") else name_or_path + ".py"
-    candidates = [os.path.join("configs", file_name), os.path.join(repo, "configs", os.path.basename(file_name))]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return candidate
+    directory, file_name = os.path.split(os.path.normpath(name_or_path))
+    name = file_name.removesuffix(".py")
+    shipped = shipped_config_names()
+    if directory in ("", "configs") and name in shipped:
+        return os.path.join(shipped_config_dir(), name + ".py")
     raise FileNotFoundError(
-        f"Config {name_or_path!r} not found (looked in {candidates}); pass a path such as configs/digits.py."
+        f"Config {name_or_path!r} is neither a file nor a shipped config; pass a config file's path or one of: "
+        f"{', '.join(shipped)}."
     )
 
 
 def load_config(name_or_path: str) -> ml_collections.ConfigDict:
     """Runs `get_config()` of an experiment file ("configs/digits.py" or just "digits") and validates it.
 
-    For notebooks and scripts; the CLIs take `--config PATH` instead.
+    For notebooks and scripts; the CLIs take the same `--config NAME_OR_PATH`.
     """
     import importlib.util
 
@@ -425,10 +471,13 @@ def check_key(name: str, schema: dict | None = None) -> None:
 
 
 def check_override_flags(argv: list[str]) -> None:
-    """Checks the keys of `--config.KEY=VALUE` command-line overrides before absl parses them."""
+    """Checks the keys of `--config.KEY=VALUE` command-line overrides before absl parses them
+    (absl takes -flag as --flag, so both spellings are checked)."""
     for argument in argv:
-        if argument.startswith("--config."):
-            check_key(argument[len("--config."):].split("=", 1)[0])
+        if argument == "--":  # absl reads what follows as positional arguments
+            break
+        if argument.startswith(("--config.", "-config.")):
+            check_key(argument.lstrip("-")[len("config."):].split("=", 1)[0])
 
 
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -449,6 +498,11 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
                 f"Config key {name!r} must be of type {expected.__name__}, got {value!r} "
                 f"({type(value).__name__})."
             )
+        if expected is float and not math.isfinite(value):
+            raise ValueError(f"Config key {name!r} must be a finite number, got {value!r}.")
+        # JAX counts (steps, seeds, sizes) in 32-bit integers.
+        if expected is int and not -(2**31) <= value < 2**31:
+            raise ValueError(f"Config key {name!r} is {value}, outside the 32-bit integers [-2**31, 2**31).")
     for name in schema:
         if name not in given:
             raise ValueError(f"Config key {name!r} is missing; start configs from ganjax.config.default_config().")
@@ -457,13 +511,35 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             raise ValueError(f"Config key {name!r} is {given[name]!r}; choose one of {allowed}.")
     positive = ["train.steps", "train.batch_size", "train.log_every", "train.sample_every",
                 "train.checkpoint_every", "train.keep_checkpoints", "gan.n_critic",
-                "model.noise_dim", "model.generator_width", "model.discriminator_width"]
+                "model.noise_dim", "model.generator_width", "model.discriminator_width",
+                "model.embed_dim", "train.samples_per_class", "optim.generator_lr", "optim.discriminator_lr",
+                "data.imbalance_ratio", "parallel.num_processes"]
     for name in positive:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
+    non_negative = ["seed", "data.seed", "data.image_size", "data.cut_class", "data.labels_per_class",
+                    "data.images_per_class", "gan.r1_gamma", "gan.gp_weight", "classifier.weight_decay",
+                    "eval.live_coverage_drop", "eval.live_kl_jump", "parallel.process_id"]
+    for name in non_negative:
+        if given[name] < 0:
+            raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    if not 0.0 <= given["data.cut_fraction"] <= 1.0:
+        raise ValueError(f"Config key 'data.cut_fraction' must be in [0, 1], got {given['data.cut_fraction']}.")
+    for name in ("optim.b1", "optim.b2"):
+        if not 0.0 <= given[name] < 1.0:
+            raise ValueError(f"Config key {name!r} must be in [0, 1) (an Adam decay rate), got {given[name]}.")
+    if given["parallel.process_id"] >= given["parallel.num_processes"]:
+        raise ValueError(f"Config key 'parallel.process_id' must be below parallel.num_processes="
+                         f"{given['parallel.num_processes']}, got {given['parallel.process_id']}.")
     if given["eval.live_every"] < 0:
         raise ValueError(f"Config key 'eval.live_every' must be >= 0 (0 = off), got {given['eval.live_every']}.")
     _validate_steps_per_call(given)
+    if given["train.nan_retries"] < 0:
+        raise ValueError(f"Config key 'train.nan_retries' must be >= 0 (0 = stop at a non-finite loss), "
+                         f"got {given['train.nan_retries']}.")
+    if not 0.0 < given["train.nan_lr_factor"] <= 1.0:
+        raise ValueError(f"Config key 'train.nan_lr_factor' must be in (0, 1] (the learning rates' factor at each "
+                         f"NaN recovery), got {given['train.nan_lr_factor']}.")
     if given["eval.live_max_rollbacks"] < 0:
         raise ValueError(f"Config key 'eval.live_max_rollbacks' must be >= 0, got {given['eval.live_max_rollbacks']}.")
     if given["eval.live_rollback_on_alarm"] and not given["eval.keep_best"]:
@@ -645,8 +721,11 @@ def _validate_semi(given: dict) -> None:
 
 def _validate_repair(given: dict) -> None:
     """Checks of the repair section (see ganjax.studies.repair)."""
-    names.parse_damages(given["repair.damages"])
-    names.parse_repair_methods(given["repair.methods"])
+    for name, parse in [("repair.damages", names.parse_damages), ("repair.methods", names.parse_repair_methods)]:
+        try:
+            parse(given[name])
+        except ValueError as error:  # the parsers also serve the repair CLI, so their messages name no key
+            raise ValueError(f"Config key {name!r}: {error}") from error
     for name in ["repair.steps", "repair.restarts", "repair.batch_size"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")

@@ -14,12 +14,15 @@ recall, k=3), dc (density and coverage, k=5), ic_fid (intra-class FID), classes 
 covered and KL(generated class histogram || conditioning labels) under the domain
 classifier), is (Inception Score from the domain classifier's class probabilities: the FID
 Inception weights stop at pool3), cas (classification accuracy score: a classifier trained
-on generated images, tested on the real test set; Ravuri & Vinyals 2019).
+on generated images, tested on the real test set; Ravuri & Vinyals 2019). An unconditional
+GAN (model.conditional=False) has no conditioning labels: ic_fid, cas and classes' conditional
+accuracy are skipped (`metrics_for_generator`; listed in provenance.skipped_metrics).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -28,7 +31,7 @@ import time
 import jax
 import numpy as np
 
-from ganjax import checkpoint, classify, data, metrics
+from ganjax import checkpoint, classify, data, lock, metrics
 from ganjax.cli import enable_compilation_cache
 from ganjax.config import config_from_dict
 from ganjax.metrics import features as feature_extractors
@@ -38,6 +41,9 @@ from ganjax.sample import BN_STATISTICS, DEFAULT_BN_STATISTICS, TrainedGenerator
 RESULT_FILE = "eval.json"
 METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas", "is")
 DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas")
+# Metrics that compare each sample with the class it was generated for: none for an unconditional GAN.
+CLASS_CONDITIONAL_METRICS = ("ic_fid", "cas")
+UNCONDITIONAL_REASON = "needs samples generated per class; the GAN is unconditional (model.conditional=False)"
 FEATURES = ("domain", "inception")
 GENERATE_BATCH_SIZE = 500
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
@@ -56,6 +62,27 @@ def parse_metrics(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def metrics_for_generator(metric_names: tuple[str, ...], conditional: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the metrics `evaluate` computes of `metric_names`, {skipped metric or score: why}). An unconditional
+    generator skips CLASS_CONDITIONAL_METRICS and the "classes" metric's conditional_accuracy; the
+    class coverage and class KL (against a uniform histogram) remain.
+
+    Raises:
+      ValueError if every metric asked for needs a class-conditional generator.
+    """
+    if conditional:
+        return metric_names, {}
+    kept = tuple(name for name in metric_names if name not in CLASS_CONDITIONAL_METRICS)
+    skipped = {name: UNCONDITIONAL_REASON for name in metric_names if name in CLASS_CONDITIONAL_METRICS}
+    if not kept:
+        usable = ",".join(name for name in METRICS if name not in CLASS_CONDITIONAL_METRICS)
+        raise ValueError(f"Metrics {','.join(skipped)} need a class-conditional GAN; this one is unconditional "
+                         f"(model.conditional=False). Choose from {usable}.")
+    if "classes" in kept:
+        skipped["conditional_accuracy"] = UNCONDITIONAL_REASON
+    return kept, skipped
+
+
 def balanced_labels(num: int, num_classes: int) -> np.ndarray:
     """[num] conditioning labels 0, 1, ..., K-1, 0, 1, ... (equal counts when K divides num)."""
     return (np.arange(num) % num_classes).astype(np.int32)
@@ -66,6 +93,11 @@ def generated_samples(generator: TrainedGenerator, num: int, seed: int) -> tuple
     `evaluate` is computed on, balanced labels drawn from `jax.random.key(seed)`."""
     labels = balanced_labels(num, generator.num_classes)
     return generator.sample_many(jax.random.key(seed), labels, GENERATE_BATCH_SIZE), labels
+
+
+def _inside(path: str, directory: str) -> bool:
+    directory = os.path.realpath(directory)
+    return os.path.commonpath([os.path.realpath(path), directory]) == directory
 
 
 def generator_provenance(generator: TrainedGenerator) -> dict:
@@ -109,7 +141,9 @@ def evaluate(
     output: str | None = None,
 ) -> dict:
     """Scores `num` samples of the generator checkpoint `step` (default latest) in `workdir`
-    against the real `reference` split of its dataset; writes and returns the eval.json dict.
+    against the real `reference` split of its dataset; writes and returns the eval.json dict. Writing into
+    the workdir (the default `output`), it holds the workdir's lock (ganjax.lock), so it refuses to start while
+    another process (a training) writes there.
     reference_cache: read / write the reference split's features in
     `features.default_reference_cache_dir()` (keyed by weights, preprocessing and image bytes).
     bn_statistics: the generator's BatchNorm statistics, one of BN_STATISTICS
@@ -127,104 +161,114 @@ def evaluate(
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}.")
     check_bn_statistics(bn_statistics)
-    timings = {}
-    start = time.perf_counter()
-    checkpoint_step, meta = checkpoint.restore_meta(workdir, step)
-    config = config_from_dict(meta["config"])
-    config.data.subset = "none"  # the reference is the whole split, whatever subset the GAN saw
-    train_set, test_set = data.load_train_and_test(config.data)
-    reference_set = test_set if reference == "test" else train_set
-    num_classes = train_set.num_classes
-
-    needs_domain = features == "domain" or {"classes", "is"} & set(metric_names)
-    domain = None
-    if needs_domain:
-        domain = feature_extractors.domain_feature_extractor(
-            config.data, classifier, steps=classifier_steps, seed=seed, train_if_missing=train_classifier
-        )
-    extractor = domain if features == "domain" else feature_extractors.inception_feature_extractor(inception_weights)
-    timings["load_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    generator = load_generator(workdir, checkpoint_step, bn_statistics=bn_statistics)
-    samples, labels = generated_samples(generator, num, seed)
-    timings["generate_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    real_features, _, reference_cache_info = feature_extractors.reference_features(
-        extractor,
-        data.to_model_range(reference_set.images),
-        feature_extractors.default_reference_cache_dir() if reference_cache else None,
-    )
-    fake_features, fake_logits = extractor.extract(samples)
-    if domain is not None and extractor is not domain:
-        _, fake_logits = domain.extract(samples)
-    timings["features_s"] = time.perf_counter() - start
-
-    scores, per_class, parameters = {}, {}, {}
-    start = time.perf_counter()
-    if "fid" in metric_names:
-        scores["fid"] = metrics.fid_from_features(real_features, fake_features)
-    if "kid" in metric_names:
-        scores["kid_mean"], scores["kid_std"] = metrics.kid_from_features(
-            real_features, fake_features, KID_SUBSETS, KID_SUBSET_SIZE, seed
-        )
-        parameters["kid"] = {"num_subsets": KID_SUBSETS, "subset_size": min(KID_SUBSET_SIZE, num, len(reference_set)),
-                             "kernel": "(x.y/d + 1)^3"}
-    if "pr" in metric_names:
-        scores.update(metrics.precision_recall(real_features, fake_features, k=PR_K))
-        parameters["pr"] = {"k": PR_K}
-    if "dc" in metric_names:
-        scores.update(metrics.density_coverage(real_features, fake_features, k=DC_K))
-        parameters["dc"] = {"k": DC_K}
-    if "ic_fid" in metric_names:
-        scores["intra_class_fid"], values = metrics.intra_class_fid(
-            real_features, reference_set.labels, fake_features, labels, num_classes
-        )
-        per_class["fid"] = dict(zip(train_set.class_names, values))
-    if "classes" in metric_names:
-        histogram = metrics.class_histogram_metrics(fake_logits.argmax(axis=-1), labels, num_classes)
-        per_class["generated_class_counts"] = dict(zip(train_set.class_names, histogram.pop("generated_class_counts")))
-        scores.update(histogram)
-        scores["conditional_accuracy"] = metrics.accuracy(labels, fake_logits.argmax(axis=-1))
-        parameters["classes"] = {"judge": "domain classifier", "covered_if_at_least": "10% of the conditioned count"}
-    if "is" in metric_names:
-        probabilities = np.asarray(jax.nn.softmax(fake_logits.astype(np.float64), axis=-1))
-        scores["inception_score_mean"], scores["inception_score_std"] = metrics.inception_score(probabilities)
-        parameters["is"] = {"classifier": "domain classifier (not Inception)", "num_splits": 10}
-    timings["metrics_s"] = time.perf_counter() - start
-    if "cas" in metric_names:
+    output = output or os.path.join(workdir, RESULT_FILE)
+    # Writing into the workdir: a training there could delete the scored checkpoint (ganjax.lock).
+    writes_workdir = os.path.isdir(workdir) and _inside(output, workdir)
+    with lock.workdir_lock(workdir) if writes_workdir else contextlib.nullcontext():
+        timings = {}
         start = time.perf_counter()
-        scores["cas"] = classification_accuracy_score(samples, labels, train_set, test_set, cas_steps, seed)
-        if domain is not None:
-            scores["cas_real_baseline"] = domain.provenance.get("classifier_real_test_accuracy")
-        parameters["cas"] = {"model": "cnn", "steps": cas_steps, "batch_size": CAS_BATCH_SIZE,
-                             "train": f"{num} generated", "test": f"real test split ({len(test_set)})"}
-        timings["cas_s"] = time.perf_counter() - start
+        checkpoint_step, meta = checkpoint.restore_meta(workdir, step)
+        config = config_from_dict(meta["config"])
+        metric_names, skipped = metrics_for_generator(metric_names, config.model.conditional)
+        for name, reason in skipped.items():
+            logger.warning("Skipping %s: it %s.", name, reason)
+        config.data.subset = "none"  # the reference is the whole split, whatever subset the GAN saw
+        train_set, test_set = data.load_train_and_test(config.data)
+        reference_set = test_set if reference == "test" else train_set
+        num_classes = train_set.num_classes
 
-    results = {
-        "scores": scores,
-        "per_class": per_class,
-        "provenance": {
-            **run_provenance(workdir, checkpoint_step),
-            **generator_provenance(generator),
-            "dataset": config.data.source,
-            "image_size": config.data.image_size,
-            "reference_split": reference,
-            "num_reference": len(reference_set),
-            "reference_features": reference_cache_info,
-            "num_generated": num,
-            "conditioning_labels": "balanced: i % num_classes",
-            "seed": seed,
-            "feature_extractor": extractor.provenance,
-            "resizer": extractor.provenance["resizer"],
-            "class_judge": domain.provenance if domain is not None else None,
-            "metric_parameters": parameters,
-            "timings_s": timings,
-        },
-    }
-    write_json(output or os.path.join(workdir, RESULT_FILE), results)
-    return results
+        needs_domain = features == "domain" or {"classes", "is"} & set(metric_names)
+        domain = None
+        if needs_domain:
+            domain = feature_extractors.domain_feature_extractor(
+                config.data, classifier, steps=classifier_steps, seed=seed, train_if_missing=train_classifier
+            )
+        extractor = domain if features == "domain" else feature_extractors.inception_feature_extractor(inception_weights)
+        timings["load_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        generator = load_generator(workdir, checkpoint_step, bn_statistics=bn_statistics)
+        samples, labels = generated_samples(generator, num, seed)
+        timings["generate_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        real_features, _, reference_cache_info = feature_extractors.reference_features(
+            extractor,
+            data.to_model_range(reference_set.images),
+            feature_extractors.default_reference_cache_dir() if reference_cache else None,
+        )
+        fake_features, fake_logits = extractor.extract(samples)
+        if domain is not None and extractor is not domain:
+            _, fake_logits = domain.extract(samples)
+        timings["features_s"] = time.perf_counter() - start
+
+        scores, per_class, parameters = {}, {}, {}
+        start = time.perf_counter()
+        if "fid" in metric_names:
+            scores["fid"] = metrics.fid_from_features(real_features, fake_features)
+        if "kid" in metric_names:
+            scores["kid_mean"], scores["kid_std"] = metrics.kid_from_features(
+                real_features, fake_features, KID_SUBSETS, KID_SUBSET_SIZE, seed
+            )
+            parameters["kid"] = {"num_subsets": KID_SUBSETS, "subset_size": min(KID_SUBSET_SIZE, num, len(reference_set)),
+                                 "kernel": "(x.y/d + 1)^3"}
+        if "pr" in metric_names:
+            scores.update(metrics.precision_recall(real_features, fake_features, k=PR_K))
+            parameters["pr"] = {"k": PR_K}
+        if "dc" in metric_names:
+            scores.update(metrics.density_coverage(real_features, fake_features, k=DC_K))
+            parameters["dc"] = {"k": DC_K}
+        if "ic_fid" in metric_names:
+            scores["intra_class_fid"], values = metrics.intra_class_fid(
+                real_features, reference_set.labels, fake_features, labels, num_classes
+            )
+            per_class["fid"] = dict(zip(train_set.class_names, values))
+        if "classes" in metric_names:
+            histogram = metrics.class_histogram_metrics(fake_logits.argmax(axis=-1), labels, num_classes)
+            per_class["generated_class_counts"] = dict(zip(train_set.class_names, histogram.pop("generated_class_counts")))
+            scores.update(histogram)
+            if config.model.conditional:
+                scores["conditional_accuracy"] = metrics.accuracy(labels, fake_logits.argmax(axis=-1))
+            parameters["classes"] = {"judge": "domain classifier", "covered_if_at_least": "10% of the conditioned count"}
+        if "is" in metric_names:
+            probabilities = np.asarray(jax.nn.softmax(fake_logits.astype(np.float64), axis=-1))
+            scores["inception_score_mean"], scores["inception_score_std"] = metrics.inception_score(probabilities)
+            parameters["is"] = {"classifier": "domain classifier (not Inception)", "num_splits": 10}
+        timings["metrics_s"] = time.perf_counter() - start
+        if "cas" in metric_names:
+            start = time.perf_counter()
+            scores["cas"] = classification_accuracy_score(samples, labels, train_set, test_set, cas_steps, seed)
+            if domain is not None:
+                scores["cas_real_baseline"] = domain.provenance.get("classifier_real_test_accuracy")
+            parameters["cas"] = {"model": "cnn", "steps": cas_steps, "batch_size": CAS_BATCH_SIZE,
+                                 "train": f"{num} generated", "test": f"real test split ({len(test_set)})"}
+            timings["cas_s"] = time.perf_counter() - start
+
+        results = {
+            "scores": scores,
+            "per_class": per_class,
+            "provenance": {
+                **run_provenance(workdir, checkpoint_step),
+                **generator_provenance(generator),
+                "dataset": config.data.source,
+                "image_size": config.data.image_size,
+                "reference_split": reference,
+                "num_reference": len(reference_set),
+                "reference_features": reference_cache_info,
+                "num_generated": num,
+                "conditioning_labels": ("balanced: i % num_classes" if config.model.conditional else
+                                        "none (unconditional GAN): the class KL compares with a uniform histogram"),
+                "skipped_metrics": skipped,
+                "seed": seed,
+                "feature_extractor": extractor.provenance,
+                "resizer": extractor.provenance["resizer"],
+                "class_judge": domain.provenance if domain is not None else None,
+                "metric_parameters": parameters,
+                "timings_s": timings,
+            },
+        }
+        write_json(output, results)
+        return results
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -270,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"({extractor['weights_sha256'][:12]})"))
     for name, value in results["scores"].items():
         print(f"  {name:>22s}: {value:.5g}" if isinstance(value, float) else f"  {name:>22s}: {value}")
+    for name, reason in results["provenance"]["skipped_metrics"].items():
+        print(f"  {name:>22s}: skipped ({reason})")
     print(f"wrote {args.out or os.path.join(args.workdir, RESULT_FILE)}")
     return 0
 

@@ -9,7 +9,10 @@ noise with balanced labels, and measures
                         the real training split (below), never the test split,
   live_class_coverage   fraction of classes the domain classifier finds among the samples
                         (at least 10% of the expected count), and live_classes_covered,
-  live_class_kl         KL(generated class histogram || conditioning labels),
+  live_class_kl         KL(generated class histogram || conditioning labels)
+                        (an unconditional generator, model.conditional=False, ignores the
+                        labels: its KL is against a uniform histogram, a mode-collapse
+                        measure on class-balanced data),
 
 logged as one record of metrics.jsonl. An alarm (a warning and `live_alarm` in the record)
 fires when coverage falls more than `live_coverage_drop` below its best so far or the class

@@ -13,6 +13,9 @@ LONG_TAIL_PROFILES = ("exp", "step")
 
 # GAN models and objectives.
 GAN_LOSSES = ("non_saturating", "hinge", "wgan", "least_squares")
+# "dcgan": ganjax.models.Generator and Discriminator; "seed_mlp": the seed example's MLP generator and
+# two-layer strided-conv discriminator (ganjax.models.seed).
+GAN_ARCHITECTURES = ("dcgan", "seed_mlp")
 UPSAMPLE_MODES = ("subpixel", "subpixel2x2", "transpose")
 DOWNSAMPLE_MODES = ("subpixel", "strided")
 DISCRIMINATOR_HEADS = ("conv3x3", "none")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ganjax import faults
 from ganjax.names import LONG_TAIL_METRICS as METRICS
 
 REPORT_JSON = "report.json"
@@ -118,6 +119,7 @@ def write_report(
     json_path = os.path.join(workdir, REPORT_JSON)
     with open(json_path + ".tmp", "w") as stream:
         json.dump(report, stream, indent=1, default=_json_default)
+    faults.maybe_kill("report_write")
     os.replace(json_path + ".tmp", json_path)
     meta = report.get("meta", {})
     seeds = meta.get("num_seeds", "?")

@@ -147,6 +147,16 @@ def class_grid_labels(num_classes: int, per_class: int) -> np.ndarray:
     return np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
 
 
+def sample_grid(num_classes: int, per_class: int, conditional: bool) -> tuple[np.ndarray, int]:
+    """(labels [N], rows) of the training loop's grid of N = num_classes * per_class samples: one row
+    per class (`class_grid_labels`), or for an unconditional generator, which ignores its labels
+    (zeros), a plain near-square grid (`visualize.square_grid_rows`)."""
+    if conditional:
+        return class_grid_labels(num_classes, per_class), num_classes
+    count = num_classes * per_class
+    return np.zeros((count,), np.int32), visualize.square_grid_rows(count)
+
+
 @dataclasses.dataclass
 class TrainedGenerator:
     """A generator restored from a checkpoint. `sample(key, labels)` gives images.
@@ -155,7 +165,8 @@ class TrainedGenerator:
     running statistics (bn_statistics "running") or standing statistics of the sampling
     weights ("standing"; `standing` then records how they were made). Standing statistics are
     computed on the first read of `state` (sampling, inversion, a study's generator source), so
-    that loading a generator to read its step or config costs no forward passes.
+    that loading a generator to read its step or config costs no forward passes. Neither network's
+    optimizer state is restored (`load_generator`): their opt_state is None.
     """
 
     checkpoint_state: GANState
@@ -167,6 +178,11 @@ class TrainedGenerator:
     bn_statistics: str = DEFAULT_BN_STATISTICS
     standing: dict | None = None
     _state: GANState | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator is class-conditional (model.conditional); an unconditional one ignores labels."""
+        return self.config.model.conditional
 
     @property
     def state(self) -> GANState:
@@ -207,6 +223,18 @@ class TrainedGenerator:
         return np.concatenate(chunks)
 
 
+def _sampling_template(meta: dict) -> GANState:
+    """The abstract GANState of a checkpoint's meta without the optimizer states (None): the part of
+    the checkpoint that `load_generator` restores."""
+    config = config_from_dict(meta["config"])
+    state = jax.eval_shape(
+        lambda key: create_gan_state(config, meta["num_classes"], tuple(meta["image_shape"]), key), jax.random.key(0)
+    )
+    return state.replace(
+        generator=state.generator.replace(opt_state=None), discriminator=state.discriminator.replace(opt_state=None)
+    )
+
+
 def load_generator(
     workdir: str,
     step: int | None = None,
@@ -217,21 +245,20 @@ def load_generator(
     standing_batch_size: int | None = None,
     standing_seed: int = 0,
 ) -> TrainedGenerator:
-    """Restores the generator of checkpoint `step` (default: latest) in `workdir`.
+    """Restores the generator of checkpoint `step` (default: the newest readable one: a damaged newer
+    one is passed over with a warning, `checkpoint.restore`) in `workdir`.
 
-    The networks are rebuilt from the config saved with the checkpoint. bn_statistics: one of
+    The networks are rebuilt from the config saved with the checkpoint. Only what sampling and the
+    generator's users read is restored: G's params, EMA and BatchNorm statistics, D's params (for
+    inversion and filtering); not the optimizer states (orbax's partial restore), about half the
+    bytes of a GAN trained with Adam (55% for configs/fashion_mnist.py). bn_statistics: one of
     BN_STATISTICS (module docstring). "standing" computes `standing_batch_stats` of the
     sampling weights (EMA unless use_ema=False) over `standing_num_batches` batches of
     `standing_batch_size` (default: the training batch size) with `standing_key(standing_seed)`.
     """
     check_bn_statistics(bn_statistics)
-    step, meta = checkpoint.restore_meta(workdir, step)
+    step, meta, state = checkpoint.restore(workdir, _sampling_template, step, partial=True)
     config = config_from_dict(meta["config"])
-    image_shape = tuple(meta["image_shape"])
-    template = jax.eval_shape(
-        lambda key: create_gan_state(config, meta["num_classes"], image_shape, key), jax.random.key(0)
-    )
-    _, state = checkpoint.restore_state(workdir, template, step)
     use_ema = use_ema and config.gan.ema_decay > 0
     standing = None
     if bn_statistics == "standing":
@@ -256,12 +283,13 @@ def load_generator(
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ganjax.sample", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="training directory holding checkpoints/")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest readable one)")
     parser.add_argument("--num", type=int, default=64, help="number of samples")
     parser.add_argument("--label", type=int, default=None, help="class to sample (default: cycle classes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="samples.png", help="PNG grid path")
-    parser.add_argument("--npz", default=None, help="also write x (float32 in [-1, 1]) and y here")
+    parser.add_argument("--npz", default=None,
+                        help="also write x (float32 in [-1, 1]) and y (labels; -1 for an unconditional GAN) here")
     parser.add_argument("--no-ema", action="store_true", help="use raw generator weights, not the EMA")
     parser.add_argument("--bn-statistics", default=DEFAULT_BN_STATISTICS, choices=BN_STATISTICS,
                         help="BatchNorm statistics: the checkpoint's running averages, or standing statistics of "
@@ -277,7 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     enable_compilation_cache()
     try:
         generator = load_generator(args.workdir, args.step, use_ema=not args.no_ema, bn_statistics=args.bn_statistics)
-        if args.label is None:
+        if not generator.conditional:
+            if args.label is not None:
+                raise ValueError(f"The GAN in {args.workdir} is unconditional (model.conditional=False): it has no "
+                                 "class to choose with --label; drop --label.")
+            labels = np.zeros((args.num,), np.int32)
+        elif args.label is None:
             labels = np.arange(args.num, dtype=np.int32) % generator.num_classes
         else:
             labels = np.full((args.num,), args.label, np.int32)
@@ -285,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.sample: error: {error}", file=sys.stderr)
         return 2
-    rows = generator.num_classes if args.label is None and args.num % generator.num_classes == 0 else 1
+    # One row per class when the samples cycle the classes; else (one class, or unconditional) a plain grid.
+    per_class_rows = generator.conditional and args.label is None and args.num % generator.num_classes == 0
+    rows = generator.num_classes if per_class_rows else 1
     if args.label is None and rows > 1:
         order = np.argsort(labels, kind="stable")
         images, labels = images[order], labels[order]
@@ -296,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} ({args.num} samples, checkpoint step {generator.step})")
     if args.npz:
         os.makedirs(os.path.dirname(os.path.abspath(args.npz)), exist_ok=True)
+        labels = labels if generator.conditional else np.full_like(labels, -1)  # -1: no class
         np.savez_compressed(args.npz, x=images.astype(np.float32), y=labels.astype(np.int32))
         print(f"wrote {args.npz}")
     return 0

@@ -12,7 +12,7 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from ganjax.models import Discriminator, Generator
+from ganjax.models import Discriminator, Generator, SeedDiscriminator, SeedGenerator
 from ganjax.names import OPTIMIZERS as CLASSIFIER_OPTIMIZERS
 
 
@@ -39,11 +39,23 @@ class GANState:
 
 def build_models(
     config: ml_collections.ConfigDict, num_classes: int, image_shape: tuple[int, int, int]
-) -> tuple[Generator, Discriminator]:
-    """The generator and discriminator a config describes, for images [S, S, C]."""
+) -> tuple[nn.Module, nn.Module]:
+    """The generator and discriminator a config describes (model.architecture, model.conditional),
+    for images [S, S, C]."""
     height, width, channels = image_shape
     if height != width:
         raise ValueError(f"Images must be square, got {height}x{width}; set config.data.image_size.")
+    conditional = config.model.conditional
+    if config.model.architecture == "seed_mlp":
+        generator = SeedGenerator(
+            num_classes=num_classes, image_size=height, channels=channels, width=config.model.generator_width,
+            embed_dim=config.model.embed_dim, norm=config.model.generator_norm, conditional=conditional,
+        )
+        discriminator = SeedDiscriminator(
+            num_classes=num_classes, width=config.model.discriminator_width, downsample=config.model.downsample,
+            conditional=conditional,
+        )
+        return generator, discriminator
     generator = Generator(
         num_classes=num_classes,
         image_size=height,
@@ -52,12 +64,14 @@ def build_models(
         embed_dim=config.model.embed_dim,
         upsample=config.model.upsample,
         norm=config.model.generator_norm,
+        conditional=conditional,
     )
     discriminator = Discriminator(
         num_classes=num_classes,
         width=config.model.discriminator_width,
         downsample=config.model.downsample,
         head=config.model.discriminator_head,
+        conditional=conditional,
     )
     return generator, discriminator
 
@@ -112,6 +126,21 @@ def create_gan_state(
         generator=generator_state,
         discriminator=discriminator_state,
         generator_ema=jax.tree.map(jnp.copy, generator_state.params),
+    )
+
+
+def scale_learning_rates(state: GANState, config: ml_collections.ConfigDict, scale: float) -> GANState:
+    """`state` with G's and D's Adam at `scale` x config.optim.*_lr (ganjax.train's NaN recovery).
+
+    Only the optimizers, static fields, are rebuilt (the next step compiles once more): Adam's state
+    (count, moments) has the same arrays at any rate, so checkpoints restore into either, and a rate
+    injected as an array (optax.inject_hyperparams) would change every checkpoint's layout instead.
+    """
+    if scale == 1.0:
+        return state
+    return state.replace(
+        generator=state.generator.replace(tx=adam(config.optim.generator_lr * scale, config)),
+        discriminator=state.discriminator.replace(tx=adam(config.optim.discriminator_lr * scale, config)),
     )
 
 

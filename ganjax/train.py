@@ -1,4 +1,4 @@
-"""Train a class-conditional GAN.
+"""Train a GAN, class-conditional unless config.model.conditional is False.
 
     python -m ganjax.train --config configs/digits.py --workdir workdirs/digits \
         [--config.train.steps=200 ...]
@@ -8,6 +8,7 @@ Rerunning the same command resumes from the newest checkpoint in the workdir.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -16,22 +17,27 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from tqdm import tqdm
 
-from ganjax import checkpoint, data, live, loop, parallel, visualize
+from ganjax import checkpoint, data, faults, live, lock, loop, parallel, visualize
 from ganjax.config import validate_config
-from ganjax.sample import class_grid_labels, generate_images
-from ganjax.state import GANState, create_gan_state
+from ganjax.sample import generate_images, sample_grid
+from ganjax.state import GANState, create_gan_state, scale_learning_rates
 from ganjax.steps import Metrics, make_gan_train_step, make_multi_step
 
 METRICS_FILE = "metrics.jsonl"
+NAN_RECOVERY = "nan_recovery"  # the checkpoint meta's key (and the metrics record's) of the NaN recoveries
 logger = logging.getLogger("ganjax")
 
 
 def _append_metrics(path: str, record: dict) -> None:
+    line = json.dumps(record) + "\n"
     with open(path, "a") as stream:
-        stream.write(json.dumps(record) + "\n")
+        stream.write(line[: len(line) // 2])
+        faults.maybe_kill("metrics_append", flush=stream)
+        stream.write(line[len(line) // 2 :])
 
 
 def _truncate_metrics(path: str, last_step: int) -> None:
@@ -42,6 +48,7 @@ def _truncate_metrics(path: str, last_step: int) -> None:
         kept = [line for line in stream if line.strip() and json.loads(line)["step"] <= last_step]
     with open(path + ".tmp", "w") as stream:
         stream.writelines(kept)
+    faults.maybe_kill("metrics_truncate")
     os.replace(path + ".tmp", path)
 
 
@@ -56,13 +63,45 @@ def _last_record(path: str, step: int) -> dict[str, Any]:
     return {"step": step}
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A logged training metric is NaN or infinite: `metrics` holds the offending values at `step`."""
+
+    def __init__(self, step: int, metrics: dict[str, float]):
+        super().__init__(
+            f"Non-finite training metrics at step {step}: {metrics}. Lower config.optim.*_lr, "
+            "or add config.gan.r1_gamma, and restart from the last checkpoint (or set "
+            "config.train.nan_retries to recover automatically)."
+        )
+        self.step, self.metrics = step, metrics
+
+
 def _check_finite(metrics: dict[str, float], step: int) -> None:
     bad = {name: value for name, value in metrics.items() if not math.isfinite(value)}
     if bad:
-        raise FloatingPointError(
-            f"Non-finite training metrics at step {step}: {bad}. Lower config.optim.*_lr, "
-            "or add config.gan.r1_gamma, and restart from the last checkpoint."
-        )
+        raise NonFiniteLoss(step, bad)
+
+
+def _give_up(error: NonFiniteLoss, recovery: dict, config: ml_collections.ConfigDict) -> FloatingPointError:
+    return FloatingPointError(
+        f"Non-finite training metrics at step {error.step}: {error.metrics}, after {recovery['recoveries']} "
+        f"recoveries (config.train.nan_retries={config.train.nan_retries}; learning rates at "
+        f"{recovery['lr_scale']:g} x config.optim.*_lr). Giving up. Rerunning the command resumes from the last "
+        "checkpoint: allow more recoveries with --config.train.nan_retries=N (free on resume), or lower "
+        "config.optim.*_lr or add config.gan.r1_gamma (with --config.train.allow_config_change=True, or in a "
+        "fresh --workdir)."
+    )
+
+
+def _recovery_of(meta: dict) -> dict:
+    """The NaN recoveries a checkpoint's meta records: {"lr_scale": the factor of config.optim.*_lr,
+    "recoveries": how many so far}; none in checkpoints of runs that never recovered."""
+    return dict(meta.get(NAN_RECOVERY, {"lr_scale": 1.0, "recoveries": 0}))
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 @jax.jit
@@ -77,39 +116,82 @@ def _add_steps(sums: Metrics | None, stacked: Metrics) -> Metrics:
 
 def _initial_state(
     config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, mesh: jax.sharding.Mesh
-) -> tuple[GANState, int]:
-    """(state, step): the newest checkpoint in workdir if any, else a fresh initialisation.
+) -> tuple[GANState, int, dict]:
+    """(state, step, recovery): the newest readable checkpoint in workdir if any, else a fresh initialisation,
+    with the learning rates its NaN recoveries lowered (`recovery`, from its meta: `_recovery_of`). Damaged
+    newer checkpoints are passed over with a warning and moved aside (`checkpoint.restore`, set_aside_damaged).
 
     Raises:
       ValueError if the checkpoint was saved with a config that differs from `config` in a key
-      outside checkpoint.FREE_ON_RESUME (unless config.train.allow_config_change).
+      outside checkpoint.FREE_ON_RESUME (unless config.train.allow_config_change);
+      checkpoint.DamagedCheckpointError (a ValueError) if every checkpoint is damaged.
     """
-    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
-    template = create_gan_state(config, train_set.num_classes, train_set.image_shape, init_key)
-    step = checkpoint.check_workdir_config(workdir, config)
-    if step is None:
-        return parallel.replicate(template, mesh), 0
-    step, state = checkpoint.restore_state(workdir, template, step=step, sharding=parallel.replicated(mesh))
+    template = _fresh_state(config, train_set)
+    if checkpoint.latest_step(workdir) is None:
+        return parallel.replicate(template, mesh), 0, _recovery_of({})
+    step, meta, state = checkpoint.restore(
+        workdir, lambda meta: scale_learning_rates(template, config, _recovery_of(meta)["lr_scale"]),
+        sharding=parallel.replicated(mesh), resume_config=config, set_aside_damaged=True,
+    )
     logger.info("Resuming from checkpoint step %d in %s", step, workdir)
-    return state, step
+    return state, step, _recovery_of(meta)
+
+
+def _fresh_state(config: ml_collections.ConfigDict, train_set: data.Dataset) -> GANState:
+    """The initialisation every run of `config` starts from."""
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    return create_gan_state(config, train_set.num_classes, train_set.image_shape, init_key)
+
+
+def _restore_finite(
+    config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, manager, mesh: jax.sharding.Mesh,
+    lr_scale: float,
+) -> tuple[GANState, int]:
+    """(state, step) of the newest checkpoint in workdir whose arrays are all finite, else the initialisation
+    (step 0), with learning rates at `lr_scale` x config.optim.*_lr. Deletes the non-finite checkpoints passed
+    over (saved after the loss went bad but before a logged step showed it): orbax would otherwise skip every
+    save up to their steps, as it saves no step below its latest."""
+    manager.wait_until_finished()
+    template = scale_learning_rates(_fresh_state(config, train_set), config, lr_scale)
+    for step in sorted(manager.all_steps(), reverse=True):
+        _, state = checkpoint.restore_state(workdir, template, step=step, sharding=parallel.replicated(mesh))
+        if _all_finite(state):
+            return state, step
+        logger.warning("Checkpoint step %d in %s holds non-finite weights: deleted.", step, workdir)
+        manager.delete(step)
+    return parallel.replicate(template, mesh), 0
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains the GAN of `config` in `workdir`; returns the last logged metrics.
 
-    Writes workdir/metrics.jsonl, workdir/samples/step_*.png (one row per class, fixed
-    noise) and orbax checkpoints (with the config) under workdir/checkpoints.
+    Writes workdir/metrics.jsonl, workdir/samples/step_*.png (one row per class, or a plain
+    grid for an unconditional GAN; fixed noise) and orbax checkpoints (with the config) under
+    workdir/checkpoints. Holds the workdir's lock (ganjax.lock) throughout, so a second writer of
+    the workdir refuses to start.
+
+    A non-finite logged loss stops training (FloatingPointError), or with config.train.nan_retries > 0 restores
+    the last good state (`_restore_finite`) at config.train.nan_lr_factor times the learning rates and goes on;
+    metrics.jsonl then loses the records past that state's step and gains {"step": that step, "nan_recovery":
+    count, "lr_scale", "non_finite_at_step", "non_finite"}, and the checkpoints' meta carries the scale.
     """
     validate_config(config)
     parallel.initialize_distributed(config)
-    is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
+    with checkpoint.disk_full_errors(workdir), lock.workdir_lock(workdir):  # ENOSPC: one DiskFullError
+        return _train(config, workdir)
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """train_and_evaluate's work, under the workdir's lock."""
+    is_chief = jax.process_index() == 0
     train_set, _ = data.load_train_and_test(config.data, workdir=workdir)
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
-    state, start_step = _initial_state(config, train_set, workdir, mesh)
+    state, start_step, recovery = _initial_state(config, train_set, workdir, mesh)
     meta = checkpoint.make_meta(config, train_set.num_classes, train_set.image_shape, train_set.class_names)
+    if recovery["recoveries"]:
+        meta[NAN_RECOVERY] = recovery
 
     train_step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
     # train.steps_per_call = K > 1: K steps per call on K-aligned steps, batches [K, n_critic, B, ...];
@@ -119,16 +201,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if steps_per_call > 1:
         multi_step = parallel.jit_step(make_multi_step(make_gan_train_step(config)), mesh, batch_axis=2)
     n_critic = config.gan.n_critic
-    batches = data.iterate_batches(
+    batches_from = functools.partial(
+        data.iterate_batches,
         train_set,
         config.train.batch_size,
         seed=config.data.seed,
-        start_step=start_step,
         leading_shape=(n_critic,),
         class_balanced=config.train.class_balanced,
     )
+    batches = batches_from(start_step=start_step)
     step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    grid_labels = class_grid_labels(train_set.num_classes, config.train.samples_per_class)
+    grid_labels, grid_rows = sample_grid(train_set.num_classes, config.train.samples_per_class, config.model.conditional)
     grid_noise = jax.random.normal(
         jax.random.fold_in(jax.random.key(config.seed), 2), (grid_labels.size, config.model.noise_dim)
     )
@@ -181,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             images = jax.device_get(generate_images(state, grid_noise, grid_labels))
             if is_chief:
                 path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
-                visualize.save_image_grid(images, train_set.num_classes, path)
+                visualize.save_image_grid(images, grid_rows, path)
 
         stop = False
         if monitor is not None and step % config.eval.live_every == 0:
@@ -196,21 +279,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             checkpoint.save(manager, step, state, meta)
         return state, stop
 
+    def recover(error: NonFiniteLoss) -> tuple[GANState, int]:
+        """(state, step) to go on from after `error`: the last good state at lowered learning rates, with the
+        batches, metrics log and logging window rewound to its step; re-raises when recovery is off."""
+        nonlocal batches, meta, recovery
+        if not config.train.nan_retries:
+            raise error
+        if recovery["recoveries"] >= config.train.nan_retries:
+            raise _give_up(error, recovery, config) from error
+        recovery = {"lr_scale": recovery["lr_scale"] * config.train.nan_lr_factor,
+                    "recoveries": recovery["recoveries"] + 1}
+        meta = {**meta, NAN_RECOVERY: recovery}  # saved with every later checkpoint: a resume keeps the rates
+        state, step = _restore_finite(config, train_set, workdir, manager, mesh, recovery["lr_scale"])
+        logger.warning("Non-finite training metrics at step %d: %s. Recovery %d of at most %d "
+                       "(train.nan_retries): back to step %d, learning rates at %g x config.optim.*_lr.",
+                       error.step, error.metrics, recovery["recoveries"], config.train.nan_retries, step,
+                       recovery["lr_scale"])
+        if is_chief:
+            _truncate_metrics(metrics_path, step)
+            _append_metrics(metrics_path, {
+                "step": step, NAN_RECOVERY: recovery["recoveries"], "lr_scale": recovery["lr_scale"],
+                "non_finite_at_step": error.step,
+                "non_finite": {name: str(value) for name, value in error.metrics.items()},
+            })
+        batches.close()
+        batches = batches_from(start_step=step)
+        window.update(sums=None, steps=0, timer=None, timed=0)
+        compiled.clear()  # the rebuilt optimizers compile the steps again: not throughput
+        progress.n = step
+        progress.refresh()
+        return state, step
+
+    def save_on_interrupt(state: GANState, step: int) -> str:
+        """Ctrl-C: saves the step reached (unless after_call just did) for a rerun to resume from."""
+        if manager.latest_step() != step:
+            checkpoint.save(manager, step, state, meta)
+        return f"checkpoint step {step} in {checkpoint.checkpoint_dir(workdir)}"
+
     try:
-        # Step s + 1 (batch index s) draws its randomness from fold_in(step_key, s + 1).
-        loop.run_steps(
-            state, start_step=start_step, total_steps=total, next_batch=lambda: next(batches),
-            place=lambda batch, stacked: parallel.shard_global_batch(batch, mesh, batch_axis=2 if stacked else 1),
-            step_keys=lambda steps: loop.fold_in_steps(step_key, steps + 1),
-            single=train_step, multi=multi_step, steps_per_call=steps_per_call, after_call=after_call, bar=progress,
-        )
+        while True:  # once, and again from each NaN recovery's step
+            try:
+                # Step s + 1 (batch index s) draws its randomness from fold_in(step_key, s + 1).
+                loop.run_steps(
+                    state, start_step=start_step, total_steps=total, next_batch=lambda: next(batches),
+                    place=lambda batch, stacked: parallel.shard_global_batch(
+                        batch, mesh, batch_axis=2 if stacked else 1),
+                    step_keys=lambda steps: loop.fold_in_steps(step_key, steps + 1),
+                    single=train_step, multi=multi_step, steps_per_call=steps_per_call, after_call=after_call,
+                    bar=progress,
+                    # One process only: a save is collective, and Ctrl-C may reach some processes and not others.
+                    on_interrupt=save_on_interrupt if jax.process_count() == 1 else None,
+                )
+                break
+            except NonFiniteLoss as error:
+                state, start_step = recover(error)
     finally:
         if monitor is not None:
             monitor.close()
-        manager.wait_until_finished()
-        manager.close()
         progress.close()
         batches.close()
+        manager.wait_until_finished()  # last: raises the error of a failed save (e.g. a full disk)
+        manager.close()
     return last_record
 
 

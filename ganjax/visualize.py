@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
 
 import numpy as np
 from PIL import Image
+
+from ganjax import faults
 
 
 def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -27,6 +31,13 @@ def image_grid(images: np.ndarray, rows: int) -> np.ndarray:
     return grid
 
 
+def square_grid_rows(count: int) -> int:
+    """The most rows, at most sqrt(count), that `count` images fill exactly: 100 -> 10, 20 -> 4, 7 -> 1."""
+    if count <= 0:
+        raise ValueError(f"A grid needs at least one image, got {count}.")
+    return max(rows for rows in range(1, math.isqrt(count) + 1) if count % rows == 0)
+
+
 def save_image_grid(images: np.ndarray, rows: int, path: str, scale: int = 2) -> str:
     """Writes `image_grid(images, rows)` to `path` as PNG, enlarged `scale` times; returns path."""
     grid = image_grid(images, rows)
@@ -34,5 +45,11 @@ def save_image_grid(images: np.ndarray, rows: int, path: str, scale: int = 2) ->
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    picture.save(path)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    encoded = buffer.getvalue()
+    with open(path, "wb") as stream:
+        stream.write(encoded[: len(encoded) // 2])
+        faults.maybe_kill("png_write", flush=stream)
+        stream.write(encoded[len(encoded) // 2 :])
     return path

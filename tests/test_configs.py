@@ -11,7 +11,8 @@ CONFIGS = sorted(name for name in os.listdir(os.path.join(REPO, "configs")) if n
 
 
 def test_configs_are_found():
-    assert {"fashion_mnist.py", "fashion_mnist_lt.py", "fashion_mnist_semi.py", "fashion_mnist_semi_1000.py"} <= set(CONFIGS)
+    assert {"fashion_mnist.py", "fashion_mnist_lt.py", "fashion_mnist_semi.py", "fashion_mnist_semi_1000.py",
+            "seed_mnist.py"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

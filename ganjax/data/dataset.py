@@ -7,19 +7,15 @@ import dataclasses
 import numpy as np
 
 
-def check_labels(labels: np.ndarray, num_classes: int, origin: str) -> np.ndarray:
-    """Returns `labels` as int32 after checking they index `num_classes` classes.
+def check_label_values(labels: np.ndarray, origin: str) -> np.ndarray:
+    """Returns `labels` as an array after checking it holds one whole number per image.
 
     Args:
         labels: [num_examples] integer array (or floats holding whole numbers).
-        num_classes: number of class names; valid labels are 0 .. num_classes - 1.
         origin: where the labels came from (a path or source string), for errors.
 
-    Returns:
-        [num_examples] int32 labels.
-
     Raises:
-        ValueError: labels are not a 1-D array of whole numbers in range.
+        ValueError: labels are not a 1-D array of finite whole numbers.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -37,15 +33,107 @@ def check_labels(labels: np.ndarray, num_classes: int, origin: str) -> np.ndarra
         raise ValueError(
             f"Labels from {origin} have dtype {labels.dtype}; store integer class ids 0 .. num_classes - 1."
         )
-    if labels.size:
-        low, high = labels.min(), labels.max()
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"Labels from {origin} span [{low}, {high}] but there are {num_classes} "
-                f"class names, so labels must lie in [0, {num_classes - 1}]. Relabel the "
-                "data as contiguous class ids or give one class name per class."
-            )
+    return labels
+
+
+def check_labels(labels: np.ndarray, num_classes: int, origin: str) -> np.ndarray:
+    """Returns `labels` as int32 after checking they index `num_classes` classes.
+
+    Args:
+        labels: [num_examples] integer array (or floats holding whole numbers).
+        num_classes: number of class names; valid labels are 0 .. num_classes - 1.
+        origin: where the labels came from (a path or source string), for errors.
+
+    Returns:
+        [num_examples] int32 labels.
+
+    Raises:
+        ValueError: labels are not a 1-D array of whole numbers in range; the message
+            names the values outside 0 .. num_classes - 1 and how many images hold each.
+    """
+    labels = check_label_values(labels, origin)
+    outside = (labels < 0) | (labels >= num_classes)
+    if np.any(outside):
+        raise ValueError(
+            f"Labels from {origin} must be 0..{num_classes - 1} for the {num_classes} class "
+            f"name(s); found {label_counts_text(labels[outside])}. Relabel the data as "
+            "contiguous class ids, or give one class name per class."
+        )
     return labels.astype(np.int32)
+
+
+def check_classes(
+    labels: np.ndarray, class_names: tuple[str, ...], origin: str, allow_empty_classes: bool = False
+) -> None:
+    """Raises ValueError unless the labelled images fill every class of `class_names`.
+
+    A class without an image is almost always a labelling slip (one stray label 99
+    among 0..9 makes 100 classes, 90 of them empty), so it is refused unless
+    `allow_empty_classes` (config.data.allow_empty_classes) says the gap is deliberate.
+
+    Args:
+        labels: [num_examples] int labels in [0, len(class_names)).
+        class_names: one name per class.
+        origin: where the data came from, for errors.
+        allow_empty_classes: accept classes that no image has.
+    """
+    if len(labels) == 0:
+        raise ValueError(f"{origin} holds no images; point config.data.source at a non-empty dataset.")
+    duplicates = sorted({name for name in class_names if class_names.count(name) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{origin} names more than one class {', '.join(map(repr, duplicates))}; give every class "
+            "its own name."
+        )
+    counts = np.bincount(labels, minlength=len(class_names))
+    empty = np.flatnonzero(counts == 0)
+    if empty.size and not allow_empty_classes:
+        present = np.flatnonzero(counts)
+        beyond_gap = present[present > empty[0]]
+        stray = f"; above the first empty class: {label_counts_text(labels, beyond_gap)}" if beyond_gap.size else ""
+        raise ValueError(
+            f"Class{'es' if empty.size > 1 else ''} {_classes_text(empty, class_names)} of {origin} "
+            f"{'have' if empty.size > 1 else 'has'} no image ({empty.size} of {len(class_names)} "
+            f"classes). Labels found: {_ranges_text(present)}{stray}. Relabel the images as "
+            "contiguous class ids 0..K-1, give every class an image, or set "
+            "config.data.allow_empty_classes=True if the gap is deliberate."
+        )
+
+
+def label_counts_text(labels: np.ndarray, values: np.ndarray | None = None, limit: int = 5) -> str:
+    """Text such as "99 (1 image), 120 (3 images)" for `values` (default: every distinct label), at most `limit`."""
+    values = np.unique(labels) if values is None else np.asarray(values)
+    parts = []
+    for value in values[:limit]:
+        count = int(np.sum(labels == value))
+        parts.append(f"{value.item()} ({count} image{'s' if count != 1 else ''})")
+    if len(values) > limit:
+        parts.append(f"and {len(values) - limit} more values")
+    return ", ".join(parts)
+
+
+def _classes_text(classes: np.ndarray, class_names: tuple[str, ...], limit: int = 8) -> str:
+    """Class ids as runs ("10..98") when their names are the ids, else with names ("2 (cat), 5 (dog)")."""
+    if all(class_names[c] == str(c) for c in classes):
+        return _ranges_text(classes)
+    texts = [f"{c} ({class_names[c]})" for c in classes[:limit]]
+    if len(classes) > limit:
+        texts.append(f"and {len(classes) - limit} more")
+    return ", ".join(texts)
+
+
+def _ranges_text(values: np.ndarray, limit: int = 8) -> str:
+    """Sorted ints as runs: [3, 7, 10, 11, 12] -> "3, 7, 10..12"."""
+    runs = []
+    for value in np.asarray(values).tolist():
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    texts = [str(low) if low == high else f"{low}..{high}" for low, high in runs[:limit]]
+    if len(runs) > limit:
+        texts.append(f"and {len(runs) - limit} more runs")
+    return ", ".join(texts)
 
 
 def check_images(images: np.ndarray, origin: str) -> None:

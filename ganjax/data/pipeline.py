@@ -47,6 +47,8 @@ def load_train_and_test(data_config, workdir: str | os.PathLike | None = None) -
         cut_class, cut_fraction: for cut_class.
         labels_per_class: for few_label.
         seed: seed of the subset and of a carved test split.
+        allow_empty_classes: accept classes without an image in the train split
+            (a deliberate gap in the labels); otherwise they raise ValueError.
 
     A source without a test split (a folder without train/ and test/, an npz
     without x_test) gets a stratified 10% of its train data as test, logged.
@@ -71,9 +73,10 @@ def load_train_and_test(data_config, workdir: str | os.PathLike | None = None) -
     source = _config_value(data_config, "source")
     seed = _config_value(data_config, "seed")
     image_size = _config_value(data_config, "image_size") or None
-    train = load_source(source, "train", image_size)
+    allow_empty_classes = _config_value(data_config, "allow_empty_classes")
+    train = load_source(source, "train", image_size, allow_empty_classes)
     try:
-        test = load_source(source, "test", image_size)
+        test = load_source(source, "test", image_size, allow_empty_classes)
     except MissingSplitError:
         train_indices, test_indices = stratified_split_indices(train.labels, CARVED_TEST_FRACTION, seed)
         logger.info(

@@ -21,12 +21,14 @@ import os
 import pathlib
 import re
 import struct
-from collections.abc import Sequence
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ganjax.data.dataset import Dataset, check_labels
+from ganjax.data.dataset import Dataset, check_classes, check_label_values, check_labels, label_counts_text
 from ganjax.data.subsets import stratified_split_indices
 
 SOURCE_FORMS = ("idx:DIR", "folder:DIR", "npz:FILE", "digits", "tfds:NAME")
@@ -56,15 +58,30 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _IDX_FILE_PREFIXES = {"train": "train", "test": "t10k"}
-_GRAY_MODES = ("1", "L", "LA")
+# Without class names a source gets one class per id 0..max label; more than this many is a labelling slip
+# (e.g. an id of 2**31), refused before the names are made.
+MAX_DERIVED_CLASSES = 2**16
+_GRAY_MODES = ("1", "L", "LA", "La")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# Errors of corrupt files: PIL raises these besides OSError (UnidentifiedImageError is one), np.load these.
+_IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+_NPZ_READ_ERRORS = (
+    ValueError, OSError, EOFError, AttributeError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError
+)
 
 
 class MissingSplitError(ValueError):
     """The source exists but has no such split (e.g. a folder without test/)."""
 
 
-def load_source(source: str, split: str = "train", image_size: int | None = None) -> Dataset:
+def load_source(
+    source: str, split: str = "train", image_size: int | None = None, allow_empty_classes: bool = False
+) -> Dataset:
     """Loads one split of a labelled image source.
+
+    Every source ends in the same checks (`check_classes`): at least one image, distinct
+    class names, and, outside the test split, an image in every class unless
+    `allow_empty_classes`.
 
     Args:
         source: one of the forms in `SOURCE_FORMS` (see the module docstring).
@@ -72,6 +89,9 @@ def load_source(source: str, split: str = "train", image_size: int | None = None
             "train[:10%]").
         image_size: side of the square images to return; every image whose size
             differs is resized with PIL bilinear. None (or 0) keeps the native size.
+        allow_empty_classes: accept classes that no image of this split has
+            (config.data.allow_empty_classes); otherwise they raise ValueError, except
+            in the test split.
 
     Returns:
         A `Dataset` with images [num_examples, height, width, channels] uint8.
@@ -87,23 +107,12 @@ def load_source(source: str, split: str = "train", image_size: int | None = None
         raise ValueError(
             f"Data source must be a string, got {source!r}; valid forms: {', '.join(SOURCE_FORMS)}."
         )
-    scheme, separator, argument = source.partition(":")
-    if scheme == "digits" and not separator:
-        return _load_digits(split, image_size)
-    loaders = {
-        "idx": _load_idx,
-        "folder": _load_folder,
-        "npz": _load_npz,
-        "tfds": _load_tfds,
-    }
-    if scheme not in loaders or not argument:
-        raise ValueError(
-            f"Unknown data source {source!r}; valid forms: {', '.join(SOURCE_FORMS)} "
-            "(e.g. 'idx:/usr/share/datasets/fashion-mnist')."
-        )
-    if scheme != "tfds":
-        _check_split(split, source)
-    return loaders[scheme](argument, split, image_size)
+    dataset = _load_unchecked(source, split, image_size)
+    # Models learn from the other splits; a small test split may miss a class without harm
+    # (a stray label there still shows: it adds an empty class to train, or exceeds the names).
+    allow_empty_classes = allow_empty_classes or split == "test"
+    check_classes(dataset.labels, dataset.class_names, f"{source} split {split!r}", allow_empty_classes)
+    return dataset
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -142,7 +151,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"{path} is a corrupt or truncated gzip file ({error}); re-download it.") from error
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES:
         raise ValueError(
             f"{path} is not an IDX file: its magic number {data[:4].hex()} should be "
@@ -185,6 +197,11 @@ def images_as_uint8(images: np.ndarray, origin: str) -> np.ndarray:
             "height, width] or [num_examples, height, width, channels] with 1 or 3 "
             "channels (drop any alpha channel)."
         )
+    if 0 in images.shape[1:3]:
+        raise ValueError(
+            f"Images from {origin} have shape {images.shape}: zero height or width; store "
+            "images of at least 1x1 pixels."
+        )
     if images.dtype == np.uint8 or images.size == 0:
         return images.astype(np.uint8)
     if images.dtype.kind in "iu":
@@ -208,6 +225,27 @@ def images_as_uint8(images: np.ndarray, origin: str) -> np.ndarray:
     raise ValueError(
         f"Images from {origin} have dtype {images.dtype}; store uint8 in [0, 255] or floats in [0, 1]."
     )
+
+
+def _load_unchecked(source: str, split: str, image_size: int | None) -> Dataset:
+    """The split as its source's loader reads it, before the checks common to every source."""
+    scheme, separator, argument = source.partition(":")
+    if scheme == "digits" and not separator:
+        return _load_digits(split, image_size)
+    loaders = {
+        "idx": _load_idx,
+        "folder": _load_folder,
+        "npz": _load_npz,
+        "tfds": _load_tfds,
+    }
+    if scheme not in loaders or not argument:
+        raise ValueError(
+            f"Unknown data source {source!r}; valid forms: {', '.join(SOURCE_FORMS)} "
+            "(e.g. 'idx:/usr/share/datasets/fashion-mnist')."
+        )
+    if scheme != "tfds":
+        _check_split(split, source)
+    return loaders[scheme](argument, split, image_size)
 
 
 def _check_image_size(image_size) -> int | None:
@@ -281,9 +319,26 @@ def _stack_images(images: Sequence[np.ndarray], names: Sequence[str], image_size
     return np.stack(images)
 
 
-def _class_names_for_labels(label_arrays: Sequence[np.ndarray]) -> tuple[str, ...]:
-    """("0", "1", ..., str(max label)) over all the given label arrays."""
-    max_label = max((int(labels.max()) for labels in label_arrays if labels.size), default=0)
+def _class_names_for_labels(label_arrays: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """("0", "1", ..., str(max label)) over all the given {origin: labels} arrays.
+
+    Raises:
+        ValueError: labels that are not whole numbers, or a max label of MAX_DERIVED_CLASSES
+            or more (named with its origin and image count).
+    """
+    max_label = 0
+    for origin, labels in label_arrays.items():
+        labels = check_label_values(labels, origin)
+        if not labels.size:
+            continue
+        too_large = labels[labels >= MAX_DERIVED_CLASSES]
+        if too_large.size:
+            raise ValueError(
+                f"Labels from {origin} include {label_counts_text(too_large)}; without class names "
+                f"each id 0..max label is a class, and at most {MAX_DERIVED_CLASSES} classes are "
+                "allowed. Relabel the images as contiguous class ids 0..K-1."
+            )
+        max_label = max(max_label, int(labels.max()))
     return tuple(str(label) for label in range(max_label + 1))
 
 
@@ -318,7 +373,7 @@ def _load_idx(argument: str, split: str, image_size: int | None) -> Dataset:
             raise MissingSplitError(message + "; add the t10k-* files or carve a test split from train.")
         raise FileNotFoundError(message + "; add the IDX files (gzipped or not).")
     images = images_as_uint8(read_idx(image_file), str(image_file))
-    labels = read_idx(label_file)
+    labels = check_label_values(read_idx(label_file), str(label_file))
     if len(labels) != len(images):
         raise ValueError(
             f"{image_file} holds {len(images)} images but {label_file} holds "
@@ -329,7 +384,7 @@ def _load_idx(argument: str, split: str, image_size: int | None) -> Dataset:
     else:
         label_files = [_idx_file(directory, s, "labels") for s in _IDX_FILE_PREFIXES]
         class_names = _class_names_for_labels(
-            [read_idx(f) if f != label_file else labels for f in label_files if f]
+            {str(f): read_idx(f) if f != label_file else labels for f in label_files if f}
         )
     labels = check_labels(labels, len(class_names), str(label_file))
     if image_size is not None:
@@ -361,11 +416,39 @@ def _read_image(path: pathlib.Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            mode = "L" if image.mode in _GRAY_MODES else "RGB"
-            array = np.asarray(image.convert(mode))
-    except (OSError, Image.UnidentifiedImageError) as error:
+            return _image_array(image)
+    except _IMAGE_READ_ERRORS as error:
         raise ValueError(f"Cannot read image {path}: {error}. Remove or replace it.") from error
-    return array[..., None] if mode == "L" else array
+
+
+def _image_array(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image as [height, width, 1 or 3] uint8.
+
+    16-bit grayscale (modes I;16*, I) is scaled from [0, 65535] to [0, 255]; an alpha
+    channel (RGBA, LA, PA, palette transparency) is applied as premultiplied alpha,
+    i.e. the image composited over black, so a transparent pixel is 0 whatever colour
+    it stores; a palette image whose colours are all gray stays one channel.
+    """
+    if image.mode.startswith("I"):
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(
+                f"its mode {image.mode} holds values in [{values.min()}, {values.max()}], not 8- or "
+                "16-bit pixels; save it as an 8-bit or 16-bit PNG"
+            )
+        return np.round(values * (255 / 65535)).astype(np.uint8)[..., None]
+    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    gray = image.mode in _GRAY_MODES
+    mode = ("LA" if gray else "RGBA") if has_alpha else ("L" if gray else "RGB")
+    array = np.asarray(image.convert(mode))
+    if array.ndim == 2:
+        array = array[..., None]
+    if has_alpha:
+        color, alpha = array[..., :-1].astype(np.float32), array[..., -1:].astype(np.float32)
+        array = np.round(color * alpha / 255).astype(np.uint8)
+    if image.mode in ("P", "PA") and np.all(array == array[..., :1]):
+        array = array[..., :1]
+    return array
 
 
 def _load_folder(argument: str, split: str, image_size: int | None) -> Dataset:
@@ -379,7 +462,11 @@ def _load_folder(argument: str, split: str, image_size: int | None) -> Dataset:
     )
     files_per_class = [
         sorted(
-            (p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+            (
+                p
+                for p in d.iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            ),
             key=lambda p: p.name,
         )
         for d in class_dirs
@@ -410,9 +497,12 @@ def _load_npz(argument: str, split: str, image_size: int | None) -> Dataset:
         )
     image_key, label_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"it holds a single {type(archive).__name__}, not named arrays")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, AttributeError) as error:
+    except _NPZ_READ_ERRORS as error:
         raise ValueError(
             f"Cannot read {path} as an .npz archive ({error}); save it with "
             "np.savez(path, x=images, y=labels) and store class_names as a str array, "
@@ -430,20 +520,28 @@ def _load_npz(argument: str, split: str, image_size: int | None) -> Dataset:
             "as x (and x_test), labels as y (and y_test)."
         )
     images = images_as_uint8(arrays[image_key], f"{path}[{image_key}]")
-    labels = arrays[label_key]
+    labels = check_label_values(arrays[label_key], f"{path}[{label_key}]")
     if len(labels) != len(images):
         raise ValueError(
             f"{path} has {len(images)} images in {image_key} but {len(labels)} labels "
             f"in {label_key}; give one label per image."
         )
     if "class_names" in arrays:
-        class_names = tuple(str(name) for name in np.ravel(arrays["class_names"]))
+        class_names = _npz_class_names(arrays["class_names"], path)
     else:
-        class_names = _class_names_for_labels([np.asarray(arrays[k]) for k in ("y", "y_test") if k in arrays])
+        class_names = _class_names_for_labels({f"{path}[{k}]": arrays[k] for k in ("y", "y_test") if k in arrays})
     labels = check_labels(labels, len(class_names), f"{path}[{label_key}]")
     if image_size is not None:
         images = resize_images(images, image_size)
     return Dataset(images, labels, class_names)
+
+
+def _npz_class_names(names: np.ndarray, path: pathlib.Path) -> tuple[str, ...]:
+    """An npz's class_names array (str, bytes or numbers, any shape) as a tuple of str."""
+    names = np.ravel(names)
+    if names.size == 0:
+        raise ValueError(f"{path}[class_names] is empty; store one name per class or leave it out.")
+    return tuple(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name) for name in names.tolist())
 
 
 def _load_digits(split: str, image_size: int | None) -> Dataset:
@@ -503,7 +601,7 @@ def _load_tfds(name: str, split: str, image_size: int | None) -> Dataset:
     if names:
         class_names = tuple(str(n) for n in names)
     else:
-        class_names = _class_names_for_labels([labels])
+        class_names = _class_names_for_labels({origin: labels})
     labels = check_labels(labels, len(class_names), origin)
     images = _stack_images(images, [f"{origin} example {i}" for i in range(len(images))], image_size)
     return Dataset(images, labels, class_names)

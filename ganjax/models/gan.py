@@ -1,4 +1,4 @@
-"""Class-conditional DCGAN-style generator and projection discriminator."""
+"""DCGAN-style generator and projection discriminator, class-conditional unless `conditional` is False."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class Generator(nn.Module):
       upsample: an `Upsample` mode: "subpixel" (default), "subpixel2x2" (the classic 4x4
         stride-2 transposed conv as a sub-pixel conv: about 4/9 of "subpixel"'s FLOPs) or "transpose".
       norm: "batch", "group" or "none".
+      conditional: False ignores labels and has no embedding (an unconditional generator).
     """
 
     num_classes: int
@@ -31,13 +32,15 @@ class Generator(nn.Module):
     embed_dim: int = 64
     upsample: str = "subpixel"
     norm: str = "batch"
+    conditional: bool = True
 
     @nn.compact
     def __call__(self, noise: jnp.ndarray, labels: jnp.ndarray, train: bool = True) -> jnp.ndarray:
         """noise: [B, Z] float32; labels: [B] int32 -> images [B, S, S, channels] in [-1, 1]."""
         num_up, base = num_upsamplings(self.image_size)
-        embedding = nn.Embed(self.num_classes, self.embed_dim)(labels)
-        h = jnp.concatenate([noise, embedding], axis=-1)
+        h = noise
+        if self.conditional:
+            h = jnp.concatenate([noise, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
         top_width = self.width * 2 ** (num_up - 1)
         h = nn.Dense(base * base * top_width, use_bias=self.norm == "none")(h)
         h = h.reshape(h.shape[0], base, base, top_width)
@@ -66,12 +69,14 @@ class Discriminator(nn.Module):
         lowest resolution but the widest, it costs about 2/3 of the discriminator's FLOPs.
         "none": nothing, so phi has width * 2**(num_down - 1) channels, the classic DCGAN
         discriminator's depth.
+      conditional: False drops the projection term (and its embedding): logit(x) = psi(phi(x)).
     """
 
     num_classes: int
     width: int = 64
     downsample: str = "subpixel"
     head: str = "conv3x3"
+    conditional: bool = True
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
@@ -86,5 +91,7 @@ class Discriminator(nn.Module):
             h = nn.leaky_relu(nn.Conv(self.width * 2**num_down, (3, 3), padding="SAME")(h), 0.2)
         features = jnp.sum(h, axis=(1, 2))
         logits = nn.Dense(1)(features)[:, 0]
+        if not self.conditional:
+            return logits
         class_embedding = nn.Embed(self.num_classes, features.shape[-1])(labels)
         return logits + jnp.sum(class_embedding * features, axis=-1)

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from ganjax import data, loop, metrics, names, parallel, report
+from ganjax import data, faults, loop, metrics, names, parallel, report
 from ganjax.state import ModelState
 from ganjax.steps import make_multi_step, over_seeds
 
@@ -356,6 +356,7 @@ def save_record(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as stream:
         json.dump(record, stream, indent=1, default=_json_default)
+    faults.maybe_kill("record_write")
     os.replace(path + ".tmp", path)
 
 
@@ -603,9 +604,17 @@ def grid_notes(grids: dict[str, dict]) -> str:
 def run_study(study_module, config, workdir: str, progress: bool = True) -> dict[str, Any]:
     """Runs every strategy of config.experiment.strategies in `study_module`'s context; writes and
     returns the report. A strategy finished by an earlier run with the same defining config is
-    reused, not rerun."""
-    start = time.perf_counter()
+    reused, not rerun. Holds the workdir's lock (ganjax.lock) throughout: a second writer refuses."""
+    from ganjax import lock
+
     os.makedirs(workdir, exist_ok=True)
+    with lock.workdir_lock(workdir):
+        return _run_study(study_module, config, workdir, progress)
+
+
+def _run_study(study_module, config, workdir: str, progress: bool) -> dict[str, Any]:
+    """run_study's work, under the workdir's lock."""
+    start = time.perf_counter()
     mesh = parallel.make_mesh()
     context = study_module.prepare(config, workdir, mesh, progress)
     study = context.study

@@ -368,6 +368,16 @@ def load_trained_generator(gan_dir: str, train_set: data.Dataset):
     return load_generator(gan_dir)
 
 
+def check_conditional_gan(config) -> None:
+    """Raises ValueError if `config` describes an unconditional GAN: the studies' GAN strategies
+    generate images of chosen classes (or search over classes), which such a GAN cannot."""
+    if not config.model.conditional:
+        raise ValueError(
+            "The study's GAN strategies generate images per class, but model.conditional=False describes an "
+            "unconditional GAN; set model.conditional=True, or list only strategies without a GAN."
+        )
+
+
 def trained_generator(context: StudyContext):
     """Two-stage mode's generator, trained (or resumed) in WORKDIR/gan on the training part, or
     loaded from experiment.generator_workdir; built once per run and shared by the GAN strategies."""
@@ -376,6 +386,7 @@ def trained_generator(context: StudyContext):
         import time
 
         config, gan_dir = context.config, gan_workdir(context)
+        check_conditional_gan(config)
         start = time.perf_counter()
         if not config.experiment.generator_workdir:
             os.makedirs(gan_dir, exist_ok=True)

@@ -32,7 +32,7 @@ def test_class_counts():
 
 
 def test_class_counts_rejects_labels_out_of_range():
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must be 0\.\.1 .*found 2 \(1 image\)"):
         class_counts(np.array([0, 2]), 2)
 
 

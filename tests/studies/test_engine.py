@@ -131,7 +131,7 @@ def test_steps_per_call_gives_the_same_classifiers_for_long_tail_strategies(tmp_
 
 
 def test_a_diverging_strategy_stops_with_the_setting_to_change(tmp_path):
-    config = _tiny_lt(classifier__learning_rate=float("inf"), classifier__steps=100, experiment__strategies="plain")
+    config = _tiny_lt(classifier__learning_rate=1e30, classifier__steps=100, experiment__strategies="plain")
     with pytest.raises(FloatingPointError, match=r"plain: non-finite metrics .* lower classifier.learning_rate"):
         experiment.run_experiment(config, os.fspath(tmp_path), progress=False)
 

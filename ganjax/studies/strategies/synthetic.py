@@ -60,6 +60,7 @@ def joint_strategy(name: str, context: StudyContext, spec, num_real: int, compos
     """The GAN (seed config.seed) and the S classifiers in one compiled step for classifier.steps
     steps; the state is the GANState holding the S stacked classifiers. Not checkpointed."""
     config, train_set = context.config, context.train_set
+    long_tail.check_conditional_gan(config)
     parallel.check_batch_size(num_real, context.mesh, "classifier.batch_size")
     parallel.check_batch_size(config.train.batch_size, context.mesh)
     num_seeds = config.experiment.num_seeds
