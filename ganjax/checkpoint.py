@@ -61,7 +61,7 @@ META_KEYS = ("config", "num_classes", "image_shape", "class_names")  # what ever
 # that do not concern the GAN. Every other key changes the model, the data or the objective.
 FREE_ON_RESUME = (
     "train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
-    "train.keep_checkpoints", "train.samples_per_class", "train.steps_per_call",
+    "train.keep_checkpoints", "train.samples_per_class", "train.steps_per_call", "train.tensorboard",
     "train.allow_config_change", "train.nan_retries", "train.nan_lr_factor",  # NaN recovery: ganjax.train
     "eval.*", "parallel.*", "classifier.*", "experiment.*", "semi.*", "repair.*",
     "robust.*", "defense.*",

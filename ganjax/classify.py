@@ -26,7 +26,6 @@ import jax
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from tqdm.auto import tqdm
 
 import ganjax
 from ganjax import data, loop, parallel
@@ -138,7 +137,7 @@ def train_classifier(
     state = parallel.replicate(state, mesh)
     train_step = parallel.jit_step(classifier_train_step, mesh, batch_axis=0)
     is_chief = jax.process_index() == 0
-    bar = tqdm(total=steps, desc=f"train {model}", unit="step", disable=not (progress and is_chief))
+    bar = loop.progress_bar(steps, desc=f"train {model}", disable=not (progress and is_chief))
 
     def place(host_batch: dict, stacked: bool) -> dict:
         host_batch = data.process_slice(host_batch, jax.process_index(), jax.process_count())

@@ -106,6 +106,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 3
     config.train.samples_per_class = 10
+    # TensorBoard event files in the workdir beside metrics.jsonl: its records and the sample grids (ganjax.tensorboard).
+    config.train.tensorboard = True
     # GAN batches drawn class-balanced (a class uniformly, then one of its images) rather than
     # epoch-shuffled: on long-tailed data D and G then see the tail classes as often as the head.
     config.train.class_balanced = False

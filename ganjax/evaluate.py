@@ -14,7 +14,13 @@ recall, k=3), dc (density and coverage, k=5), ic_fid (intra-class FID), classes 
 covered and KL(generated class histogram || conditioning labels) under the domain
 classifier), is (Inception Score from the domain classifier's class probabilities: the FID
 Inception weights stop at pool3), cas (classification accuracy score: a classifier trained
-on generated images, tested on the real test set; Ravuri & Vinyals 2019). An unconditional
+on generated images, tested on the real test set; Ravuri & Vinyals 2019).
+The key of every score computed on features names them (`features.score_key`): with
+--features inception, fid_inception, kid_inception_mean, kid_inception_std, precision_inception,
+recall_inception, density_inception, coverage_inception, intra_class_fid_inception (and
+per_class.fid_inception); with domain features the same with _domain; the Inception Score is
+inception_score_domain_mean / _std. `read_score` also reads eval.json files written before the keys
+named their features. An unconditional
 GAN (model.conditional=False) has no conditioning labels: ic_fid, cas and classes' conditional
 accuracy are skipped (`metrics_for_generator`; listed in provenance.skipped_metrics).
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -44,7 +51,7 @@ DEFAULT_METRICS = ("fid", "kid", "pr", "dc", "ic_fid", "classes", "cas")
 # Metrics that compare each sample with the class it was generated for: none for an unconditional GAN.
 CLASS_CONDITIONAL_METRICS = ("ic_fid", "cas")
 UNCONDITIONAL_REASON = "needs samples generated per class; the GAN is unconditional (model.conditional=False)"
-FEATURES = ("domain", "inception")
+FEATURES = feature_extractors.FEATURES
 GENERATE_BATCH_SIZE = 500
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 PR_K, DC_K = 3, 5
@@ -203,26 +210,29 @@ def evaluate(
         timings["features_s"] = time.perf_counter() - start
 
         scores, per_class, parameters = {}, {}, {}
+        key = functools.partial(feature_extractors.score_key, features=features)
         start = time.perf_counter()
         if "fid" in metric_names:
-            scores["fid"] = metrics.fid_from_features(real_features, fake_features)
+            scores[key("fid")] = metrics.fid_from_features(real_features, fake_features)
         if "kid" in metric_names:
-            scores["kid_mean"], scores["kid_std"] = metrics.kid_from_features(
+            scores[key("kid_mean")], scores[key("kid_std")] = metrics.kid_from_features(
                 real_features, fake_features, KID_SUBSETS, KID_SUBSET_SIZE, seed
             )
             parameters["kid"] = {"num_subsets": KID_SUBSETS, "subset_size": min(KID_SUBSET_SIZE, num, len(reference_set)),
                                  "kernel": "(x.y/d + 1)^3"}
         if "pr" in metric_names:
-            scores.update(metrics.precision_recall(real_features, fake_features, k=PR_K))
+            scores.update({key(name): value for name, value in
+                           metrics.precision_recall(real_features, fake_features, k=PR_K).items()})
             parameters["pr"] = {"k": PR_K}
         if "dc" in metric_names:
-            scores.update(metrics.density_coverage(real_features, fake_features, k=DC_K))
+            scores.update({key(name): value for name, value in
+                           metrics.density_coverage(real_features, fake_features, k=DC_K).items()})
             parameters["dc"] = {"k": DC_K}
         if "ic_fid" in metric_names:
-            scores["intra_class_fid"], values = metrics.intra_class_fid(
+            scores[key("intra_class_fid")], values = metrics.intra_class_fid(
                 real_features, reference_set.labels, fake_features, labels, num_classes
             )
-            per_class["fid"] = dict(zip(train_set.class_names, values))
+            per_class[key("fid")] = dict(zip(train_set.class_names, values))
         if "classes" in metric_names:
             histogram = metrics.class_histogram_metrics(fake_logits.argmax(axis=-1), labels, num_classes)
             per_class["generated_class_counts"] = dict(zip(train_set.class_names, histogram.pop("generated_class_counts")))
@@ -232,7 +242,9 @@ def evaluate(
             parameters["classes"] = {"judge": "domain classifier", "covered_if_at_least": "10% of the conditioned count"}
         if "is" in metric_names:
             probabilities = np.asarray(jax.nn.softmax(fake_logits.astype(np.float64), axis=-1))
-            scores["inception_score_mean"], scores["inception_score_std"] = metrics.inception_score(probabilities)
+            domain_key = functools.partial(feature_extractors.score_key, features="domain")
+            scores[domain_key("inception_score_mean")], scores[domain_key("inception_score_std")] = (
+                metrics.inception_score(probabilities))
             parameters["is"] = {"classifier": "domain classifier (not Inception)", "num_splits": 10}
         timings["metrics_s"] = time.perf_counter() - start
         if "cas" in metric_names:
@@ -269,6 +281,23 @@ def evaluate(
         }
         write_json(output, results)
         return results
+
+
+def read_score(results: dict, score: str, features: str) -> float:
+    """Score `score` (e.g. "fid", "intra_class_fid", "kid_mean") on `features` features from an eval.json dict.
+    A file written before the keys named their features holds `score` itself, computed on the features
+    its provenance names; the score is read there only if those are `features`.
+
+    Raises:
+      KeyError naming the key and the scores present when the file has no such score.
+    """
+    scores = results["scores"]
+    key = feature_extractors.score_key(score, features)
+    if key in scores:
+        return scores[key]
+    if score in scores and results["provenance"]["feature_extractor"]["name"] == features:
+        return scores[score]
+    raise KeyError(f"No {key} in these scores ({', '.join(scores)}); rerun ganjax.evaluate with --features {features}.")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

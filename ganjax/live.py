@@ -5,8 +5,8 @@ coverage and a mode-collapse alarm, and the best checkpoint by FID.
 turns it off). Each check generates `config.eval.live_num_samples` images from fixed
 noise with balanced labels, and measures
 
-  live_fid              FID (domain classifier features) against a reference carved from
-                        the real training split (below), never the test split,
+  live_fid_domain       FID (domain classifier features: `features.score_key`) against a
+                        reference carved from the real training split (below), never the test split,
   live_class_coverage   fraction of classes the domain classifier finds among the samples
                         (at least 10% of the expected count), and live_classes_covered,
   live_class_kl         KL(generated class histogram || conditioning labels)
@@ -56,6 +56,8 @@ LIVE_REFERENCE_SIZE = 10_000  # real training images in the live-FID reference (
 # Draws the reference from its own stream of config.data.seed: the subsets (long_tail, ...)
 # choose per-class images with the data seed itself, and the reference should not follow them.
 _REFERENCE_SEED_STREAM = 7
+LIVE_FID = "live_" + feature_extractors.score_key("fid", "domain")
+LEGACY_LIVE_FID = "live_fid"  # the key in the meta of best checkpoints saved before keys named their features
 logger = logging.getLogger("ganjax")
 
 
@@ -87,7 +89,8 @@ def best_fid(workdir: str) -> float:
     if checkpoint.latest_step(best_workdir) is None:
         return math.inf
     _, meta = checkpoint.restore_meta(best_workdir)
-    return float(meta.get("live", {}).get("live_fid", math.inf))
+    record = meta.get("live", {})
+    return float(record.get(LIVE_FID, record.get(LEGACY_LIVE_FID, math.inf)))
 
 
 def reference_seed(data_seed: int) -> int:
@@ -163,7 +166,7 @@ class LiveMonitor:
         fid = metrics.frechet_distance(*self.reference_statistics, *metrics.feature_statistics(features))
         histogram = metrics.class_histogram_metrics(logits.argmax(axis=-1), self.labels, self.num_classes)
         return {
-            "live_fid": fid,
+            LIVE_FID: fid,
             "live_class_coverage": histogram["class_coverage"],
             "live_classes_covered": histogram["classes_covered"],
             "live_class_kl": histogram["class_kl"],
@@ -180,8 +183,8 @@ class LiveMonitor:
         if alarms:
             record["live_alarm"] = "; ".join(alarms)
             logger.warning("Possible mode collapse at step %d: %s", step, record["live_alarm"])
-        if self.config.keep_best and record["live_fid"] < self.best_fid:
-            self.best_fid = record["live_fid"]
+        if self.config.keep_best and record[LIVE_FID] < self.best_fid:
+            self.best_fid = record[LIVE_FID]
             record["live_best"] = True
             if self._best_manager is None:
                 self._best_manager = checkpoint.make_manager(os.path.join(self.workdir, BEST_DIR), max_to_keep=1)

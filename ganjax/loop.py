@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from ganjax.data import stack_batches
 
@@ -40,6 +41,15 @@ def fold_in_steps(keys: jax.Array, steps: jax.Array) -> jax.Array:
         return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
 
     return jax.vmap(at)(steps)
+
+
+def progress_bar(total: int, *, desc: str, initial: int = 0, disable: bool = False, leave: bool = True) -> tqdm:
+    """A bar for `run_steps` (tqdm.auto: a widget in notebooks) counting finished steps. Its rate is the
+    average over the steps run so far (smoothing=0) without each step function's first call, whose
+    compilation run_steps takes off the bar's clock (tqdm's unpause), so the ETA holds steady through
+    the periodic pauses (samples, checkpoints, live FID) instead of jumping after each, as a
+    moving average of the last few seconds (tqdm's default) does."""
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=disable, leave=leave, smoothing=0.0)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -99,13 +109,15 @@ def run_steps(
       single: (state, batch, key) -> (state, metrics), one step.
       multi: (state, batches, keys) -> (state, metrics [K, ...]), steps_per_call steps.
       after_call: (state, step reached, metrics, stacked) -> (state, stop), after every call.
-      bar: a tqdm progress bar advanced by the steps of each call, or None.
+      bar: a tqdm progress bar (`progress_bar`) advanced by the steps of each call once it has finished, or
+        None. The first call of `single` and of `multi` (compilation) is left out of its elapsed time.
       on_interrupt: (state, step reached) -> what it saved, e.g. a checkpoint of that step. Given,
         Ctrl-C stops the loop after the call in flight and its after_call, calls it, and raises
         Interrupted(step, what it saved). None leaves Ctrl-C to raise KeyboardInterrupt.
     """
     stop_requests = _sigint_requests() if on_interrupt is not None else contextlib.nullcontext(threading.Event())
     step = start_step
+    compiled = set()  # the step functions (single: False, multi: True) whose first call has finished
     with stop_requests as stop_requested:
         while step < total_steps:
             aligned = multi is not None and steps_per_call > 1 and step % steps_per_call == 0
@@ -121,7 +133,10 @@ def run_steps(
             jax.block_until_ready(metrics)
             step += len(calls)
             if bar is not None:
+                if stacked not in compiled:
+                    bar.unpause()  # drops the time since the bar's last refresh: this call's compilation
                 bar.update(len(calls))
+            compiled.add(stacked)
             if after_call is not None:
                 state, stop = after_call(state, step, metrics, stacked)
                 if stop:

@@ -166,18 +166,33 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], title: 
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path + ".tmp", dpi=100, format="png")  # then renamed: a killed run leaves no half PNG
+    os.replace(path + ".tmp", path)
     plt.close(figure)
     return path
 
 
 def plot_per_class_recall(report: dict[str, Any], class_names: list[str], path: str) -> str:
-    """Grouped bars: mean test recall of every class under every strategy (error bars: std over seeds)."""
+    """Writes `per_class_recall_figure` to `path` as a PNG; returns path."""
+    plt = _pyplot()
+    figure = per_class_recall_figure(report, class_names)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path + ".tmp", dpi=100, format="png")  # then renamed: a killed run leaves no half PNG
+    os.replace(path + ".tmp", path)
+    plt.close(figure)
+    return path
+
+
+def per_class_recall_figure(report: dict[str, Any], class_names: list[str]):
+    """Grouped bars: mean test recall of every class under every strategy (error bars: std over seeds);
+    a matplotlib Figure, the legend right of the axes."""
     plt = _pyplot()
     strategies = [name for name in report if name != "meta" and "per_class_recall" in report[name]]
     width = 0.8 / max(len(strategies), 1)
     positions = np.arange(len(class_names))
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(class_names) + 2), 4))
+    # Constrained layout makes room for the legend outside the axes, where it hides no bar (inside, it
+    # covered the first classes' bars whatever the corner).
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(class_names) + 2) + 1.5, 4), layout="constrained")
     for index, strategy in enumerate(strategies):
         recall = report[strategy]["per_class_recall"]
         axes.bar(positions + (index - (len(strategies) - 1) / 2) * width, recall["mean"], width,
@@ -186,9 +201,5 @@ def plot_per_class_recall(report: dict[str, Any], class_names: list[str], path: 
     axes.set_ylim(0, 1)
     axes.set_ylabel("test recall")
     axes.set_title("Per-class recall (classes in training-frequency order as given)")
-    axes.legend(fontsize=7, ncol=min(len(strategies), 6))
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    figure.legend(loc="outside right upper", fontsize=8)
+    return figure

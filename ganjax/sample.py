@@ -300,39 +300,62 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def sample_labels(generator: TrainedGenerator, num: int, label: int | None = None) -> np.ndarray:
+    """[num] conditioning labels: every class in turn (label None), all `label`, or zeros for an
+    unconditional generator (which has no class to choose: a `label` raises ValueError)."""
+    if num <= 0:
+        raise ValueError(f"The number of samples must be positive, got {num}.")
+    if not generator.conditional:
+        if label is not None:
+            raise ValueError("The GAN is unconditional (model.conditional=False): it has no class to choose with "
+                             "--label (label=); drop it.")
+        return np.zeros((num,), np.int32)
+    if label is None:
+        return np.arange(num, dtype=np.int32) % generator.num_classes
+    return np.full((num,), label, np.int32)
+
+
+def write_samples(
+    generator: TrainedGenerator, num: int, *, label: int | None = None, seed: int = 0, out: str | None = None,
+    npz: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws `num` samples with `jax.random.key(seed)` (labels: `sample_labels`) and writes them.
+
+    Returns (images [num, S, S, C] float32 in [-1, 1], labels [num] int32; -1 for an unconditional GAN),
+    sorted by class when they cycle the classes. out: a PNG grid, one row per class when the samples
+    cycle the classes and their number is a multiple of the class count, else a near-square grid.
+    npz: x (the images) and y (the labels). Either may be None (not written).
+    """
+    labels = sample_labels(generator, num, label)
+    images = generator.sample(jax.random.key(seed), labels)
+    per_class_rows = generator.conditional and label is None and num % generator.num_classes == 0
+    rows = generator.num_classes if per_class_rows else 1
+    if label is None and rows > 1:
+        order = np.argsort(labels, kind="stable")
+        images, labels = images[order], labels[order]
+    if out is not None:
+        columns = int(np.ceil(np.sqrt(num))) if rows == 1 else num // rows
+        grid_rows = int(np.ceil(num / columns)) if rows == 1 else rows
+        padded = np.concatenate([images, -np.ones((grid_rows * columns - num, *images.shape[1:]), np.float32)])
+        visualize.save_image_grid(padded, grid_rows, out)
+    labels = labels if generator.conditional else np.full_like(labels, -1)  # -1: no class
+    if npz is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
+        np.savez_compressed(npz, x=images.astype(np.float32), y=labels.astype(np.int32))
+    return images, labels
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     enable_compilation_cache()
     try:
         generator = load_generator(args.workdir, args.step, use_ema=not args.no_ema, bn_statistics=args.bn_statistics)
-        if not generator.conditional:
-            if args.label is not None:
-                raise ValueError(f"The GAN in {args.workdir} is unconditional (model.conditional=False): it has no "
-                                 "class to choose with --label; drop --label.")
-            labels = np.zeros((args.num,), np.int32)
-        elif args.label is None:
-            labels = np.arange(args.num, dtype=np.int32) % generator.num_classes
-        else:
-            labels = np.full((args.num,), args.label, np.int32)
-        images = generator.sample(jax.random.key(args.seed), labels)
+        write_samples(generator, args.num, label=args.label, seed=args.seed, out=args.out, npz=args.npz)
     except (FileNotFoundError, ValueError) as error:
         print(f"ganjax.sample: error: {error}", file=sys.stderr)
         return 2
-    # One row per class when the samples cycle the classes; else (one class, or unconditional) a plain grid.
-    per_class_rows = generator.conditional and args.label is None and args.num % generator.num_classes == 0
-    rows = generator.num_classes if per_class_rows else 1
-    if args.label is None and rows > 1:
-        order = np.argsort(labels, kind="stable")
-        images, labels = images[order], labels[order]
-    columns = int(np.ceil(np.sqrt(args.num))) if rows == 1 else args.num // rows
-    rows = int(np.ceil(args.num / columns)) if rows == 1 else rows
-    padded = np.concatenate([images, -np.ones((rows * columns - args.num, *images.shape[1:]), np.float32)])
-    visualize.save_image_grid(padded, rows, args.out)
     print(f"wrote {args.out} ({args.num} samples, checkpoint step {generator.step})")
     if args.npz:
-        os.makedirs(os.path.dirname(os.path.abspath(args.npz)), exist_ok=True)
-        labels = labels if generator.conditional else np.full_like(labels, -1)  # -1: no class
-        np.savez_compressed(args.npz, x=images.astype(np.float32), y=labels.astype(np.int32))
         print(f"wrote {args.npz}")
     return 0
 

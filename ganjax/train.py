@@ -19,9 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-from tqdm import tqdm
 
-from ganjax import checkpoint, data, faults, live, lock, loop, parallel, visualize
+from ganjax import checkpoint, data, faults, live, lock, loop, parallel, tensorboard, visualize
 from ganjax.config import validate_config
 from ganjax.sample import generate_images, sample_grid
 from ganjax.state import GANState, create_gan_state, scale_learning_rates
@@ -33,6 +32,8 @@ logger = logging.getLogger("ganjax")
 
 
 def _append_metrics(path: str, record: dict) -> None:
+    # In two halves around the testing hook (ganjax.faults), which kills with half a record on disk, as a
+    # real kill or a full disk can leave one: `_read_metrics` drops it.
     line = json.dumps(record) + "\n"
     with open(path, "a") as stream:
         stream.write(line[: len(line) // 2])
@@ -40,12 +41,32 @@ def _append_metrics(path: str, record: dict) -> None:
         stream.write(line[len(line) // 2 :])
 
 
+def _read_metrics(path: str) -> list[tuple[str, dict]]:
+    """[(line, record)] of metrics.jsonl. A last line without its newline is a record cut short by a run
+    killed while appending it (`_append_metrics` writes nothing after it): left out, with a warning."""
+    with open(path) as stream:
+        lines = stream.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        logger.warning("%s: dropped the partial last record %r, left by a run killed while writing it.",
+                       path, lines.pop()[:60])
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append((line, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} line {number} is not a JSON record ({error}): {line[:80]!r}. Delete that "
+                             "line and rerun.") from None
+    return records
+
+
 def _truncate_metrics(path: str, last_step: int) -> None:
-    """Drops records past `last_step`, left by a run that died after its last checkpoint."""
+    """Drops records past `last_step`, left by a run that died after its last checkpoint (and a partial last
+    record, `_read_metrics`)."""
     if not os.path.exists(path):
         return
-    with open(path) as stream:
-        kept = [line for line in stream if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = [line for line, record in _read_metrics(path) if record["step"] <= last_step]
     with open(path + ".tmp", "w") as stream:
         stream.writelines(kept)
     faults.maybe_kill("metrics_truncate")
@@ -55,11 +76,9 @@ def _truncate_metrics(path: str, last_step: int) -> None:
 def _last_record(path: str, step: int) -> dict[str, Any]:
     """The metrics logged at `step` (e.g. when resuming a finished run), else just the step."""
     if os.path.exists(path):
-        with open(path) as stream:
-            for line in stream:
-                record = json.loads(line)
-                if record["step"] == step:
-                    return record
+        for _, record in _read_metrics(path):
+            if record["step"] == step:
+                return record
     return {"step": step}
 
 
@@ -147,14 +166,17 @@ def _restore_finite(
     config: ml_collections.ConfigDict, train_set: data.Dataset, workdir: str, manager, mesh: jax.sharding.Mesh,
     lr_scale: float,
 ) -> tuple[GANState, int]:
-    """(state, step) of the newest checkpoint in workdir whose arrays are all finite, else the initialisation
-    (step 0), with learning rates at `lr_scale` x config.optim.*_lr. Deletes the non-finite checkpoints passed
-    over (saved after the loss went bad but before a logged step showed it): orbax would otherwise skip every
-    save up to their steps, as it saves no step below its latest."""
+    """(state, step) of the newest readable checkpoint in workdir whose arrays are all finite, else the
+    initialisation (step 0), with learning rates at `lr_scale` x config.optim.*_lr. Deletes the non-finite
+    checkpoints passed over (saved after the loss went bad but before a logged step showed it): orbax would
+    otherwise skip every save up to their steps, as it saves no step below its latest. Damaged ones are passed
+    over and set aside as at start-up (`checkpoint.restore`); DamagedCheckpointError if every one left is."""
     manager.wait_until_finished()
     template = scale_learning_rates(_fresh_state(config, train_set), config, lr_scale)
-    for step in sorted(manager.all_steps(), reverse=True):
-        _, state = checkpoint.restore_state(workdir, template, step=step, sharding=parallel.replicated(mesh))
+    while manager.all_steps():
+        step, _, state = checkpoint.restore(workdir, lambda meta: template, sharding=parallel.replicated(mesh),
+                                            set_aside_damaged=True)
+        manager.reload()  # forgets the damaged steps set aside, which it would otherwise not save again
         if _all_finite(state):
             return state, step
         logger.warning("Checkpoint step %d in %s holds non-finite weights: deleted.", step, workdir)
@@ -165,8 +187,12 @@ def _restore_finite(
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains the GAN of `config` in `workdir`; returns the last logged metrics.
 
+    It does not score the generator, despite the name it takes from the Flax examples:
+    `ganjax.train_gan(config, workdir, evaluate="fid,classes")` trains, then scores (ganjax.api).
+
     Writes workdir/metrics.jsonl, workdir/samples/step_*.png (one row per class, or a plain
-    grid for an unconditional GAN; fixed noise) and orbax checkpoints (with the config) under
+    grid for an unconditional GAN; fixed noise), TensorBoard event files of both beside them
+    (ganjax.tensorboard; config.train.tensorboard) and orbax checkpoints (with the config) under
     workdir/checkpoints. Holds the workdir's lock (ganjax.lock) throughout, so a second writer of
     the workdir refuses to start.
 
@@ -224,7 +250,17 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     total = config.train.steps
     images_per_step = config.train.batch_size * n_critic
     last_record = _last_record(metrics_path, start_step)
-    progress = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not is_chief)
+    progress = loop.progress_bar(total, initial=start_step, desc="train", disable=not is_chief)
+    # Process 0 writes; rerunning a finished run (nothing to train) adds no event file.
+    events = (tensorboard.EventWriter(workdir, resume_step=start_step)
+              if is_chief and config.train.tensorboard and start_step < total else None)
+
+    def log(record: dict) -> None:
+        """Appends `record` to metrics.jsonl and its values to TensorBoard (process 0 only)."""
+        _append_metrics(metrics_path, record)
+        if events is not None:
+            events.write_record(record)
+
     window = {"sums": None, "steps": 0, "timer": None, "timed": 0}  # the logging window's metrics and timing
     compiled = set()  # throughput excludes each step function's first call (compilation)
 
@@ -257,7 +293,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 img_s=f"{last_record.get('images_per_sec', 0):.0f}",
             )
             if is_chief:
-                _append_metrics(metrics_path, last_record)
+                log(last_record)
 
         if step % config.train.sample_every == 0 or step == total:
             # Every process runs the (replicated) computation; process 0 writes the file.
@@ -265,12 +301,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             if is_chief:
                 path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
                 visualize.save_image_grid(images, grid_rows, path)
+                if events is not None:
+                    events.write_samples(step, visualize.image_grid(images, grid_rows))
 
         stop = False
         if monitor is not None and step % config.eval.live_every == 0:
             live_record, action = monitor(step, state)
             if is_chief:
-                _append_metrics(metrics_path, live_record)
+                log(live_record)
             stop = action == "stop"
             if action == "rollback":
                 state = monitor.restore_best(state)
@@ -297,7 +335,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                        recovery["lr_scale"])
         if is_chief:
             _truncate_metrics(metrics_path, step)
-            _append_metrics(metrics_path, {
+            if events is not None:
+                events.purge_after(step)
+            log({
                 "step": step, NAN_RECOVERY: recovery["recoveries"], "lr_scale": recovery["lr_scale"],
                 "non_finite_at_step": error.step,
                 "non_finite": {name: str(value) for name, value in error.metrics.items()},
@@ -306,8 +346,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         batches = batches_from(start_step=step)
         window.update(sums=None, steps=0, timer=None, timed=0)
         compiled.clear()  # the rebuilt optimizers compile the steps again: not throughput
-        progress.n = step
-        progress.refresh()
+        progress.update(step - progress.n)  # a negative update: tqdm keeps its rate's bookkeeping consistent
         return state, step
 
     def save_on_interrupt(state: GANState, step: int) -> str:
@@ -337,6 +376,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if monitor is not None:
             monitor.close()
         progress.close()
+        if events is not None:
+            events.close()
         batches.close()
         manager.wait_until_finished()  # last: raises the error of a failed save (e.g. a full disk)
         manager.close()

@@ -39,7 +39,9 @@ def square_grid_rows(count: int) -> int:
 
 
 def save_image_grid(images: np.ndarray, rows: int, path: str, scale: int = 2) -> str:
-    """Writes `image_grid(images, rows)` to `path` as PNG, enlarged `scale` times; returns path."""
+    """Writes `image_grid(images, rows)` to `path` as PNG, enlarged `scale` times; returns path. The
+    file appears whole or not at all (written to path.tmp, then renamed): a run killed mid-write
+    leaves no half picture."""
     grid = image_grid(images, rows)
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     if scale > 1:
@@ -48,8 +50,9 @@ def save_image_grid(images: np.ndarray, rows: int, path: str, scale: int = 2) ->
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     encoded = buffer.getvalue()
-    with open(path, "wb") as stream:
+    with open(path + ".tmp", "wb") as stream:
         stream.write(encoded[: len(encoded) // 2])
-        faults.maybe_kill("png_write", flush=stream)
+        faults.maybe_kill("png_write", flush=stream)  # testing hook: dies with half the bytes written
         stream.write(encoded[len(encoded) // 2 :])
+    os.replace(path + ".tmp", path)
     return path

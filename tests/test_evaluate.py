@@ -24,10 +24,13 @@ def test_evaluate_writes_every_score_with_its_provenance(trained_workdir):
     with open(os.path.join(workdir, evaluate.RESULT_FILE)) as stream:
         results = json.load(stream)
     scores = results["scores"]
-    for name in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_class_fid",
-                 "classes_covered", "class_kl", "cas", "cas_real_baseline", "inception_score_mean"):
+    for name in ("fid_domain", "kid_domain_mean", "kid_domain_std", "precision_domain", "recall_domain",
+                 "density_domain", "coverage_domain", "intra_class_fid_domain", "classes_covered", "class_kl", "cas",
+                 "cas_real_baseline", "inception_score_domain_mean", "inception_score_domain_std"):
         assert name in scores and np.isfinite(scores[name]), name
-    assert scores["fid"] > 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["cas"] <= 1
+    # No key leaves its features unnamed: a domain FID must not pass for an Inception one.
+    assert not {"fid", "kid_mean", "precision", "recall", "intra_class_fid", "inception_score_mean"} & set(scores)
+    assert scores["fid_domain"] > 0 and 0 <= scores["precision_domain"] <= 1 and 0 <= scores["cas"] <= 1
     provenance = results["provenance"]
     assert provenance["checkpoint_step"] == 4 and provenance["dataset"] == "digits"
     assert provenance["reference_split"] == "test" and provenance["num_generated"] == 100
@@ -35,7 +38,7 @@ def test_evaluate_writes_every_score_with_its_provenance(trained_workdir):
     assert len(provenance["feature_extractor"]["weights_sha256"]) == 64
     assert provenance["feature_extractor"]["path"] == os.path.abspath(classifier)
     assert provenance["seed"] == 0 and provenance["ganjax_version"] and provenance["resizer"]
-    assert len(results["per_class"]["fid"]) == 10
+    assert len(results["per_class"]["fid_domain"]) == 10 and "fid" not in results["per_class"]
     assert provenance["reference_features"]["cache"] in ("written", "hit")
 
 
@@ -104,7 +107,7 @@ def test_evaluate_scores_either_bn_statistics_and_records_which(trained_workdir,
     assert runs["standing"]["provenance"]["generator_bn_statistics"] == "standing"
     assert runs["standing"]["provenance"]["standing_statistics"]["num_batches"] == 100
     assert runs["standing"]["provenance"]["generator_weights"] == "EMA"
-    assert runs["standing"]["scores"]["fid"] != runs["running"]["scores"]["fid"]
+    assert runs["standing"]["scores"]["fid_domain"] != runs["running"]["scores"]["fid_domain"]
     assert evaluate.main(["--workdir", workdir, "--metrics", "fid", "--num", "100", "--classifier", classifier,
                           "--bn-statistics", "standing", "--out", str(tmp_path / "cli.json")]) == 0
     with open(tmp_path / "cli.json") as stream:
@@ -141,7 +144,7 @@ def test_bn_statistics_benchmark_chooses_on_the_training_carve_and_reports_test(
     for treatment in ("running", "standing"):
         scored = evaluate.evaluate(workdir, "fid", num=100, classifier=classifier, classifier_steps=60,
                                    bn_statistics=treatment, output=str(tmp_path / f"{treatment}.json"))
-        assert fid[treatment]["test"] == pytest.approx(scored["scores"]["fid"], rel=1e-6)
+        assert fid[treatment]["test"] == pytest.approx(scored["scores"]["fid_domain"], rel=1e-6)
         assert fid[treatment]["train_selection"] != fid[treatment]["test"]
 
 

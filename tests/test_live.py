@@ -121,13 +121,13 @@ def test_the_live_fid_reference_is_training_data_and_never_the_test_split(
 def test_live_metrics_are_logged_and_the_best_checkpoint_is_kept(live_config, tmp_path):
     workdir = str(tmp_path / "run")
     train_and_evaluate(live_config, workdir)
-    live_records = [record for record in _records(workdir) if "live_fid" in record]
+    live_records = [record for record in _records(workdir) if live.LIVE_FID in record]
     assert [record["step"] for record in live_records] == [2, 4]
     for record in live_records:
-        assert math.isfinite(record["live_fid"]) and 0 <= record["live_class_coverage"] <= 1
+        assert math.isfinite(record[live.LIVE_FID]) and 0 <= record["live_class_coverage"] <= 1
         assert 0 <= record["live_classes_covered"] <= 10 and record["live_class_kl"] >= 0
-    best = min(live_records, key=lambda record: record["live_fid"])
-    assert live.best_fid(workdir) == pytest.approx(best["live_fid"])
+    best = min(live_records, key=lambda record: record[live.LIVE_FID])
+    assert live.best_fid(workdir) == pytest.approx(best[live.LIVE_FID])
     best_workdir = os.path.join(workdir, live.BEST_DIR)
     assert checkpoint.latest_step(best_workdir) == best["step"]
     assert load_generator(best_workdir).step == best["step"]
@@ -143,7 +143,7 @@ def test_an_alarm_stops_training_after_a_checkpoint(live_config, tmp_path, monke
     coverages = iter([1.0, 0.5, 0.5, 0.5])  # collapses at the second check (step 4)
     monkeypatch.setattr(
         live.LiveMonitor, "measure",
-        lambda self, state: {"live_fid": 1.0, "live_class_coverage": next(coverages), "live_classes_covered": 5,
+        lambda self, state: {live.LIVE_FID: 1.0, "live_class_coverage": next(coverages), "live_classes_covered": 5,
                              "live_class_kl": 0.0},
     )
     workdir = str(tmp_path / "run")
@@ -168,7 +168,7 @@ def test_an_alarm_rolls_back_to_the_best_checkpoint(live_config, tmp_path, monke
 
     def measure(self, state):
         fid, coverage = next(checks)
-        return {"live_fid": fid, "live_class_coverage": coverage, "live_classes_covered": 5, "live_class_kl": 0.0}
+        return {live.LIVE_FID: fid, "live_class_coverage": coverage, "live_classes_covered": 5, "live_class_kl": 0.0}
 
     monkeypatch.setattr(live.LiveMonitor, "measure", measure)
     restored_at = []
@@ -182,7 +182,7 @@ def test_an_alarm_rolls_back_to_the_best_checkpoint(live_config, tmp_path, monke
     monkeypatch.setattr(live.LiveMonitor, "restore_best", recording_restore_best)
     workdir = str(tmp_path / "run")
     train_and_evaluate(live_config, workdir)
-    live_records = {record["step"]: record for record in _records(workdir) if "live_fid" in record}
+    live_records = {record["step"]: record for record in _records(workdir) if live.LIVE_FID in record}
     assert live_records[4]["live_rollback_to"] == 2 and restored_at == [2]
     # One roll-back allowed: the second alarm only warns, and training runs to the end.
     assert "live_alarm" in live_records[6] and "live_rollback_to" not in live_records[6]

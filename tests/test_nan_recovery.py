@@ -101,6 +101,41 @@ def test_recovery_restores_the_last_finite_checkpoint_lowers_the_rates_and_a_res
     assert [record["step"] for record in _records(resumed)] == [2, 2, 4, 6]
 
 
+def test_recovery_passes_over_a_damaged_checkpoint_as_a_resume_does(tiny_config, tmp_path, monkeypatch, caplog):
+    """NaN weights after step 3 (seen in step 4's logged loss) and checkpoint 2's meta overwritten meanwhile:
+    the recovery deletes non-finite 3, sets damaged 2 aside as a resume would, and goes on from step 1;
+    orbax then saves step 2 anew."""
+    tiny_config.train.steps, tiny_config.train.log_every, tiny_config.train.checkpoint_every = 6, 2, 1
+    tiny_config.train.sample_every, tiny_config.train.keep_checkpoints, tiny_config.train.nan_retries = 6, 10, 2
+    workdir = str(tmp_path / "run")
+    _inject_faults(monkeypatch, {3}, weights=True)
+    faulty_jit_step, calls = parallel.jit_step, {"count": 0}
+
+    def damaging_jit_step(step_fn, mesh, batch_axis=0):
+        compiled = faulty_jit_step(step_fn, mesh, batch_axis)
+
+        def call(state, batch, key):
+            calls["count"] += 1
+            if calls["count"] == 4:  # checkpoint 2's save finished before step 3's began
+                with open(os.path.join(checkpoint.checkpoint_dir(workdir), "2", "meta", "metadata"), "wb") as stream:
+                    stream.write(b"\x00 not json")
+            return compiled(state, batch, key)
+
+        return call
+
+    monkeypatch.setattr(parallel, "jit_step", damaging_jit_step)
+    with caplog.at_level("WARNING", logger="ganjax"):
+        assert train_and_evaluate(tiny_config, workdir)["step"] == 6
+    assert f"Checkpoint step 2 in {checkpoint.checkpoint_dir(workdir)} is damaged" in caplog.text
+    assert "Recovery 1 of at most 2 (train.nan_retries): back to step 1" in caplog.text
+    names = os.listdir(checkpoint.checkpoint_dir(workdir))
+    assert sorted(int(name) for name in names if name.isdigit()) == [1, 2, 3, 4, 5, 6]
+    assert len([name for name in names if name.startswith(checkpoint.DAMAGED_PREFIX + "2-")]) == 1
+    assert [(record["step"], record.get("nan_recovery")) for record in _records(workdir)] == [
+        (1, 1), (2, None), (4, None), (6, None)]
+    assert checkpoint.restore_meta(workdir, 2)[1]["nan_recovery"] == {"lr_scale": 0.5, "recoveries": 1}
+
+
 def test_spent_retries_stop_with_a_clear_message(tiny_config, tmp_path, monkeypatch):
     tiny_config.train.steps, tiny_config.train.checkpoint_every, tiny_config.train.nan_retries = 4, 1, 2
     workdir = str(tmp_path / "run")

@@ -52,3 +52,24 @@ def test_report_schema_files_and_plots(tmp_path):
     confusion = report.plot_confusion_matrix(np.eye(3) * 5, ["a", "b", "c"], "t", os.fspath(tmp_path / "c.png"))
     recall = report.plot_per_class_recall(full, ["a", "b", "c"], os.fspath(tmp_path / "r.png"))
     assert os.path.getsize(confusion) > 1000 and os.path.getsize(recall) > 1000
+
+
+def test_the_recall_plots_legend_covers_no_bar():
+    """Eight strategies (the long-tail study's) over ten classes: the legend sits outside the axes, inside
+    the picture, clear of every bar (inside the axes it used to hide the first classes' bars)."""
+    strategies = names.LONG_TAIL_STRATEGIES
+    full = {strategy: {"per_class_recall": {"mean": [0.95] * 10, "std": [0.01] * 10}} for strategy in strategies}
+    figure = report.per_class_recall_figure(full, [f"class {index}" for index in range(10)])
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (axes,) = figure.axes
+    (legend,) = figure.legends
+    box = legend.get_window_extent(renderer)
+    assert [text.get_text() for text in legend.get_texts()] == list(strategies)
+    assert not box.overlaps(axes.get_window_extent(renderer))
+    assert not any(box.overlaps(bar.get_window_extent(renderer)) for bar in axes.patches)
+    assert len(axes.patches) == 80
+    assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1 and figure.bbox.y0 <= box.y0 <= box.y1 <= figure.bbox.y1
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)

@@ -1,5 +1,6 @@
-"""Data: image sources, class-imbalanced and few-label subsets, resumable batching."""
+"""Data: image sources (and in-memory arrays, `from_arrays`), class-imbalanced and few-label subsets, resumable batching."""
 
+from ganjax.data.arrays import from_arrays
 from ganjax.data.batching import (
     PREFETCH_BATCHES,
     BatchIterator,
@@ -61,6 +62,7 @@ __all__ = [
     "class_counts",
     "cut_class_indices",
     "few_label_indices",
+    "from_arrays",
     "images_as_uint8",
     "iterate_batches",
     "load_indices",

@@ -8,7 +8,8 @@ A source is a string (usually `config.data.source`):
                class names); DIR/train and DIR/test if both exist, otherwise the
                whole folder is the "train" split.
   npz:FILE     a NumPy .npz with arrays `x`, `y`, optionally `class_names`, and
-               `x_test`, `y_test` for split "test".
+               `x_test`, `y_test` for split "test". `ganjax.data.from_arrays(images,
+               labels)` writes one from in-memory arrays and returns its source string.
   digits       scikit-learn's bundled 8x8 digits, resized to 16x16 by default.
   tfds:NAME    a TensorFlow Datasets data source (`pip install 'ganjax[tfds]'`).
 """
@@ -492,9 +493,10 @@ def _load_folder(argument: str, split: str, image_size: int | None) -> Dataset:
 def _load_npz(argument: str, split: str, image_size: int | None) -> Dataset:
     path = pathlib.Path(argument).expanduser()
     if not path.is_file():
-        raise _missing_path_error(
-            path, "npz file", "point data.source at an .npz saved with np.savez(x=..., y=...)"
-        )
+        fix = "point data.source at an .npz saved with np.savez(x=..., y=...)"
+        if path.parent.name == "arrays":  # ganjax.data.arrays.ARRAYS_DIR: a file from_arrays wrote, named by content
+            fix = "if ganjax.data.from_arrays wrote it, call from_arrays again with the same arrays to recreate it"
+        raise _missing_path_error(path, "npz file", fix)
     image_key, label_key = ("x", "y") if split == "train" else ("x_test", "y_test")
     try:
         archive = np.load(path, allow_pickle=False)

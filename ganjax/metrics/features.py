@@ -34,16 +34,32 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ganjax import classify, data
 
 logger = logging.getLogger("ganjax")
 
+FEATURES = ("domain", "inception")  # FeatureExtractor.name of each kind
 DOMAIN_CLASSIFIER_STEPS = 1500  # about three epochs of Fashion-MNIST at batch 128: > 90% test accuracy
 DOMAIN_CLASSIFIER_BATCH_SIZE = 128
 DOMAIN_LAYERS = ("pooled", "penultimate")
 EXTRACT_BATCH_SIZE = 500
+
+
+def score_key(score: str, features: str) -> str:
+    """The name of `score` computed on `features` features, wherever it is reported (eval.json, the
+    command lines, metrics.jsonl, TensorBoard): the features follow the score's name and precede a
+    _mean / _std statistic, so a domain-feature FID is never read as an Inception one:
+    ("fid", "inception") -> "fid_inception", ("kid_mean", "domain") -> "kid_domain_mean",
+    ("intra_class_fid", "domain") -> "intra_class_fid_domain".
+    """
+    if features not in FEATURES:
+        raise ValueError(f"Unknown features {features!r}; choose one of {FEATURES}.")
+    for statistic in ("_mean", "_std"):
+        if score.endswith(statistic):
+            return f"{score[: -len(statistic)]}_{features}{statistic}"
+    return f"{score}_{features}"
 
 
 @dataclasses.dataclass

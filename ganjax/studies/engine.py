@@ -45,7 +45,7 @@ RESULT_NEUTRAL_KEYS = (
     "experiment.strategies", "experiment.eval_batch_size", "experiment.note", "classifier.steps_per_call",
     "semi.steps_per_call",
     "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.samples_per_class", "train.steps_per_call", "train.allow_config_change",
+    "train.samples_per_class", "train.steps_per_call", "train.allow_config_change", "train.tensorboard",
     "experiment.grid", "experiment.grid_choice",  # a grid strategy records both and checks them (`run_grid`)
 )
 RESULT_NEUTRAL_SECTIONS = ("eval", "parallel")
@@ -224,7 +224,7 @@ def train(strategy: Strategy, config, mesh: jax.sharding.Mesh, progress: bool = 
             bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
         return states, False
 
-    bar = tqdm(total=total, desc=f"{strategy.name} x{num_seeds} seeds", unit="step", disable=not progress, leave=False)
+    bar = loop.progress_bar(total, desc=f"{strategy.name} x{num_seeds} seeds", disable=not progress, leave=False)
     with data.BatchIterator(strategy.batches) as batches, bar:
         states, _ = loop.run_steps(
             states, start_step=0, total_steps=total, next_batch=lambda: next(batches),
