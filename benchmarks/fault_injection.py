@@ -8,15 +8,19 @@ Three campaigns, each against an uninterrupted reference run of the same command
 
   gan        configs/digits.py, 40 steps, logging every 2, sampling and checkpointing every 4 (so
              that kills land inside writes), --kills kills;
-  long_tail  configs/digits_lt.py, tiny (a 40-step GAN in WORKDIR/gan, three strategies x 2 seeds),
-             killed mid-GAN, mid-strategy and inside record and report writes;
+  long_tail  configs/digits_lt.py, tiny (a 24-step GAN in WORKDIR/gan, three strategies x 2 seeds),
+             killed mid-GAN (its write sites), mid-strategy (strategy_check: trained, not yet recorded;
+             wall-clock kills) and inside record and report writes;
   few_label  configs/digits_semi.py, tiny (two strategies x 2 seeds).
 
 A kill is either at a write site of ganjax.faults (GANJAX_FAULT_INJECT=SITE:COUNT[:SECONDS]: the
 process kills itself at that visit of the site, or SECONDS after it) or after a random wall-clock
 delay ("wall_clock"); counts and delays are drawn with --seed, the sites taken in turn. After each
 kill the same command runs again (and may be killed again: up to --kills-per-episode kills, then a
-run without faults finishes the episode in its workdir; the next episode starts afresh).
+run without faults finishes the episode in its workdir; the next episode starts afresh). A kill that
+does not land (the run finished first) is drawn again at its site's first visit in the next episode;
+metrics_truncate, visited only by a rerun, gets an uncounted metrics_append kill first when it would
+open an episode.
 
 What is counted, per kill:
   resumed        the next run started from the newest checkpoint on disk (its "Resuming from
@@ -71,9 +75,10 @@ FEW_LABEL_OVERRIDES = ("experiment.strategies=semi_gan,supervised", "semi.steps=
 # Per campaign: the sites taken in turn, each with the highest visit count drawn.
 GAN_SITES = {"checkpoint_save": 3, "checkpoint_async": 3, "metrics_append": 6, "metrics_truncate": 1,
              "png_write": 3, "lock_write": 1, WALL_CLOCK: 0}
-LONG_TAIL_SITES = {"checkpoint_async": 2, "metrics_append": 4, "png_write": 2, "record_write": 3, "report_write": 1,
+LONG_TAIL_SITES = {"checkpoint_async": 2, "metrics_append": 4, "png_write": 2, "strategy_check": 3,
+                   "record_write": 3, "report_write": 1, WALL_CLOCK: 0}
+FEW_LABEL_SITES = {"strategy_check": 2, "png_write": 1, "record_write": 2, "report_write": 1, "lock_write": 1,
                    WALL_CLOCK: 0}
-FEW_LABEL_SITES = {"png_write": 1, "record_write": 2, "report_write": 1, "lock_write": 1, WALL_CLOCK: 0}
 NEEDS_EARLIER_RUN = {"metrics_truncate"}  # visited only when a killed run left metrics behind
 RESUMING = re.compile(r"Resuming from checkpoint step (\d+)")
 LOCK_REFUSED = "is being written by another live process"
@@ -142,16 +147,15 @@ def last_lines(text: str, count: int = 3) -> str:
 # --- What a GAN workdir holds.
 
 
-def newest_checkpoint(workdir: str) -> int | None:
-    """The newest step directory orbax would list (complete, named by its step)."""
-    directory = os.path.join(workdir, "checkpoints")
-    steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
-    return max(steps) if steps else None
-
-
 def checkpoint_steps(workdir: str) -> list[int]:
+    """The step directories orbax lists (complete: it renames each when written), oldest first."""
     directory = os.path.join(workdir, "checkpoints")
     return sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if os.path.isdir(directory) else []
+
+
+def newest_checkpoint(workdir: str) -> int | None:
+    steps = checkpoint_steps(workdir)
+    return steps[-1] if steps else None
 
 
 def metrics_lines(workdir: str) -> tuple[list[dict], list[str]]:
@@ -389,16 +393,17 @@ class StudyCampaign(GanCampaign):
 
 
 def draw_kills(rng: np.random.Generator, count: int, sites: dict[str, int], run_seconds: float) -> list[Kill]:
-    """`count` kills: the sites in a shuffled turn, visit counts and delays drawn with `rng`."""
+    """`count` kills: the sites in a shuffled turn, visit counts and delays drawn with `rng` (wall-clock
+    ones within a run from scratch, `run_seconds`)."""
     order = list(sites)
     rng.shuffle(order)
     kills = []
     for index in range(count):
         site = order[index % len(order)]
         if site == WALL_CLOCK:
-            kills.append(Kill(site, delay=float(rng.uniform(0.3, 1.1) * run_seconds)))
+            kills.append(Kill(site, delay=float(rng.uniform(0.2, 0.9) * run_seconds)))
         else:
-            delay = float(rng.uniform(0.0, 0.05)) if site == "checkpoint_async" and rng.random() < 0.5 else 0.0
+            delay = float(rng.uniform(0.0, 0.4)) if site == "checkpoint_async" and rng.random() < 0.5 else 0.0
             kills.append(Kill(site, int(rng.integers(1, sites[site] + 1)), delay))
     return kills
 
@@ -413,12 +418,21 @@ def leftovers(workdir: str) -> list[str]:
 
 
 def reference_run(campaign, directory: str, env: dict) -> float:
-    """Runs `campaign` uninterrupted in directory/reference; returns its wall time."""
+    """Runs `campaign` uninterrupted in directory/reference, then again in a scratch workdir, which must
+    end the same (else the checks would blame the kills for nondeterminism); returns the second run's
+    wall time (compiled programs cached: what a killed run's rerun takes from scratch)."""
     os.makedirs(directory, exist_ok=True)
-    run = run_command(campaign.command(os.path.join(directory, "reference")), env, None,
-                      os.path.join(directory, "reference.stderr"))
-    if run.returncode != 0:
-        raise RuntimeError(f"{campaign.name}: the reference run failed: {last_lines(run.stderr, 10)}")
+    reference, again = os.path.join(directory, "reference"), os.path.join(directory, "reference_again")
+    for workdir in (reference, again):
+        run = run_command(campaign.command(workdir), env, None, workdir + ".stderr")
+        if run.returncode != 0:
+            raise RuntimeError(f"{campaign.name}: the uninterrupted run in {workdir} failed: "
+                               f"{last_lines(run.stderr, 10)}")
+    bitwise, metrics_once, problems = campaign.final(again, reference)
+    if not bitwise or metrics_once is False or problems:
+        raise RuntimeError(f"{campaign.name}: two uninterrupted runs differ (bitwise {bitwise}, metrics "
+                           f"{metrics_once}, {problems}): the kills cannot be judged against the reference.")
+    shutil.rmtree(again)
     return run.seconds
 
 
@@ -454,10 +468,9 @@ def run_campaign(campaign, kills: list[Kill], directory: str, env: dict, kills_p
         while pending and len(episode_outcomes) < kills_per_episode:
             index = 0
             if not runs:  # a site visited only on a rerun cannot kill an episode's first run
-                index = next((i for i, kill in enumerate(pending) if kill.site not in NEEDS_EARLIER_RUN), None)
-                if index is None:
-                    pending.insert(0, Kill("metrics_append", 2))  # leaves metrics behind for the rest
-                    index = 0
+                index = next((i for i, kill in enumerate(pending) if kill.site not in NEEDS_EARLIER_RUN), 0)
+                if pending[index].site in NEEDS_EARLIER_RUN:
+                    launch(Kill("metrics_append", 2))  # not counted: leaves metrics behind for the rerun to repair
             kill = pending.pop(index)
             run = launch(kill)
             if run.returncode not in (0, -signal.SIGKILL):  # it crashed: the episode fails, the kill is dropped
@@ -480,7 +493,8 @@ def run_campaign(campaign, kills: list[Kill], directory: str, env: dict, kills_p
             bitwise, metrics_once, problems = campaign.final(workdir, reference)
             problems += [f"left behind: {name}" for name in leftovers(workdir)]
         else:
-            bitwise, metrics_once, problems = False, False, [f"the episode did not finish: {last_lines(runs[-1].stderr)}"]
+            bitwise, metrics_once = False, False
+            problems = [f"the episode did not finish: {last_lines(runs[-1].stderr)}"]
         log(f"[{campaign.name}] episode {episode}: {len(episode_outcomes)} kills; bitwise equal {bitwise}, metrics "
             f"exactly once {metrics_once}" + (f"; problems {problems}" if problems else ""))
         for outcome in episode_outcomes:
@@ -503,7 +517,8 @@ def table(outcomes: list[Outcome]) -> str:
     rows = collections.defaultdict(list)
     for outcome in outcomes:
         rows[(outcome.campaign, outcome.kill.site)].append(outcome)
-    header = f"{'campaign':<10} {'fault site':<17} {'kills':>5} {'resumed':>8} {'bitwise':>8} {'metrics 1x':>10} {'data lost':>9}"
+    header = (f"{'campaign':<10} {'fault site':<17} {'kills':>5} {'resumed':>8} {'bitwise':>8} {'metrics 1x':>10} "
+              f"{'data lost':>9}")
     lines = [header, "-" * len(header)]
     for (campaign, site), group in list(rows.items()) + [(("all", ""), outcomes)]:
         lines.append(f"{campaign:<10} {site:<17} {len(group):>5} {_fraction([o.resumed for o in group]):>8} "
@@ -550,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         directory = os.path.join(root, campaign.name)
         seconds = reference_run(campaign, directory, env)
         kills = draw_kills(rng, count, sites, seconds)
-        print(f"[{campaign.name}] reference run {seconds:.1f} s; kills: {', '.join(map(str, kills))}", flush=True)
+        print(f"[{campaign.name}] an uninterrupted run: {seconds:.1f} s; kills: {', '.join(map(str, kills))}",
+              flush=True)
         outcomes += run_campaign(campaign, kills, directory, env, args.kills_per_episode,
                                  log=lambda line: print(line, flush=True))
     print()

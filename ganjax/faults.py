@@ -25,6 +25,8 @@ SITES = {
     "metrics_truncate": "ganjax.train: the repaired metrics.jsonl in its temporary file, not yet renamed",
     "png_write": "ganjax.visualize.save_image_grid: half of a PNG's bytes written",
     "lock_write": "ganjax.lock: the lock file emptied, its holder's record not yet written",
+    "strategy_check": "ganjax.studies.engine.train: a strategy's finite check (every CHECK_EVERY steps and at "
+                      "its last), its record not yet written",
     "record_write": "ganjax.studies.engine.save_record: a strategy's record in its temporary file, not yet renamed",
     "report_write": "ganjax.report.write_report: report.json in its temporary file, not yet renamed",
 }

@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
-from ganjax import faults, train
+from ganjax import faults, train, visualize
 from ganjax.config import load_config, with_overrides
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -71,17 +72,34 @@ class _Recording(fault_injection.GanCampaign):
         metrics = open(os.path.join(workdir, train.METRICS_FILE)).read()
         self.left.append({
             "partial_metrics": not metrics.endswith("\n"),
-            "png_tmp": [name for name in os.listdir(os.path.join(workdir, "samples")) if name.endswith(".tmp")],
             "checkpoint_tmp": [name for name in os.listdir(os.path.join(workdir, "checkpoints")) if not name.isdigit()],
         })
         return super().after_kill(workdir, reference)
 
 
-def test_kills_inside_a_metrics_append_a_png_write_and_a_checkpoint_write_lose_nothing(tmp_path):
-    """Three kills, one after the other in one workdir, at the moments most likely to lose data: half a
-    metrics record on disk (the rerun must drop it, not choke on it), half a sample PNG written, and
-    orbax's asynchronous checkpoint write in flight. Every rerun resumes from the newest checkpoint and
-    the last ends bitwise where an uninterrupted run does, every step logged once."""
+def test_a_png_write_cut_halfway_leaves_the_earlier_file_whole(tmp_path, monkeypatch):
+    path = str(tmp_path / "samples" / "step_000002.png")
+    images = np.linspace(-1, 1, 4 * 8 * 8).reshape(4, 8, 8, 1)
+    visualize.save_image_grid(images, 2, path)
+    before = open(path, "rb").read()
+
+    def die(site, flush=None):  # as the hook's SIGKILL would, in this process: nothing after it runs
+        if site == "png_write":
+            flush.flush()
+            raise SystemExit("killed")
+
+    monkeypatch.setattr(faults, "maybe_kill", die)
+    with pytest.raises(SystemExit):
+        visualize.save_image_grid(-images, 2, path)
+    assert open(path, "rb").read() == before
+    assert 0 < os.path.getsize(path + ".tmp") < len(before)  # the cut-off write went to the temporary file
+
+
+def test_kills_inside_a_metrics_append_and_a_checkpoint_write_lose_nothing(tmp_path):
+    """Two kills, one after the other in one workdir, at moments most likely to lose data: half a
+    metrics record on disk (the rerun must drop it, not choke on it), then orbax's asynchronous
+    checkpoint write in flight. Every rerun resumes from the newest checkpoint and the last ends
+    bitwise where an uninterrupted run does, every step logged once, the sample PNGs byte for byte."""
     campaign = _Recording(TINY_GAN)
     directory = str(tmp_path)
     # The reference in this process: it also fills the session's compilation cache for the killed runs.
@@ -89,16 +107,17 @@ def test_kills_inside_a_metrics_append_a_png_write_and_a_checkpoint_write_lose_n
     train.train_and_evaluate(config, os.path.join(directory, "reference"))
     log = []
     outcomes = fault_injection.run_campaign(
-        campaign, [Kill("metrics_append", 3), Kill("png_write", 1), Kill("checkpoint_async", 1)], directory,
-        fault_injection.campaign_env(directory), kills_per_episode=3, log=log.append)
+        campaign, [Kill("metrics_append", 5), Kill("checkpoint_async", 1)], directory,
+        fault_injection.campaign_env(directory), log=log.append)
     assert [(str(outcome.kill), outcome.episode) for outcome in outcomes] == [
-        ("metrics_append:3", 0), ("png_write:1", 0), ("checkpoint_async:1", 0)], log
+        ("metrics_append:5", 0), ("checkpoint_async:1", 0)], log
     for outcome in outcomes:
         assert outcome.resumed and outcome.bitwise and outcome.metrics_once and not outcome.lost, (outcome, log)
-    assert campaign.left[0]["partial_metrics"] and campaign.left[1]["png_tmp"] and campaign.left[2]["checkpoint_tmp"]
-    assert "dropped the partial last record" in open(os.path.join(directory, "episode_0_run_1.stderr")).read()
-    runs = [open(os.path.join(directory, f"episode_0_run_{index}.stderr")).read() for index in range(4)]
-    assert [fault_injection.RESUMING.findall(text)[:1] for text in runs] == [[], ["2"], ["2"], ["2"]]
+    assert campaign.left[0]["partial_metrics"] and campaign.left[1]["checkpoint_tmp"], campaign.left
+    # Step 5's record was cut: checkpoint 2 was complete (step 4's save waited for it), so both reruns resumed.
+    runs = [open(os.path.join(directory, f"episode_0_run_{index}.stderr")).read() for index in range(3)]
+    assert [len(fault_injection.RESUMING.findall(text)) for text in runs] == [0, 1, 1]
+    assert "dropped the partial last record" in runs[1]
     records = [json.loads(line) for line in open(os.path.join(directory, "episode_0", train.METRICS_FILE))]
     assert [record["step"] for record in records] == list(range(1, 9))
 

@@ -222,6 +222,7 @@ def train(strategy: Strategy, config, mesh: jax.sharding.Mesh, progress: bool = 
                     f"{strategy.name}: non-finite metrics {values} at step {step}; {strategy.divergence_hint}."
                 )
             bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()})
+            faults.maybe_kill("strategy_check")
         return states, False
 
     bar = loop.progress_bar(total, desc=f"{strategy.name} x{num_seeds} seeds", disable=not progress, leave=False)
