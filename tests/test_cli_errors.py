@@ -44,6 +44,16 @@ def test_config_flag_resolves_names_and_keeps_the_rest(tmp_path, monkeypatch):
 def test_run_steps_stops_after_the_call_in_flight_on_sigint():
     """A step that receives Ctrl-C is finished and handed to after_call; then on_interrupt saves it and the
     loop raises Interrupted; the SIGINT handler is the previous one again."""
+    # Python's own handler, as in a terminal: a job started in the background (CI under `&`) inherits an
+    # ignored SIGINT, which the loop rightly leaves ignored.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_run_steps()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def _interrupt_run_steps():
     previous = signal.getsignal(signal.SIGINT)
     seen, saved = [], []
 
@@ -86,8 +96,10 @@ def _records(path):
 def test_ctrl_c_stops_training_in_one_line_and_rerun_resumes(tmp_path):
     workdir = str(tmp_path / "run")
     metrics = os.path.join(workdir, "metrics.jsonl")
+    # SIGINT handled as in a terminal even when this test runs in a background job (which ignores it).
     process = subprocess.Popen(_train_command(workdir, 100000), cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while not (os.path.exists(metrics) and len(_records(metrics)) >= 2):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
