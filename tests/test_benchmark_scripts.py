@@ -11,6 +11,7 @@ from conftest import REPO
 from ganjax import checkpoint, data, parallel
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import cpu_levers
 import inversion_speed
 import pool_seeds
 import profile_training
@@ -112,3 +113,24 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
     config = regime_map.cell_config("fashion_lt10", "resnet", "somewhere", ["classifier.steps=5"])
     assert (config.data.imbalance_ratio, config.classifier.model, config.classifier.steps) == (10.0, "resnet", 5)
     assert "gan+oversample" in config.experiment.strategies and config.experiment.generator_workdir == "somewhere"
+
+
+def test_cpu_levers_weight_gradient_formulations_agree_and_the_script_runs(capsys):
+    import jax
+    import numpy as np
+
+    for shape in ((2, 7, 4, 8), (3, 5, 3, 1)):
+        x, kernel, g = cpu_levers.conv_inputs(*shape, seed=1)
+        errors = cpu_levers.check_weight_grads(x, kernel, g)  # asserts each matches XLA's
+        assert set(errors) == set(cpu_levers.WEIGHT_GRADS) and errors["xla"] == 0.0
+        padded = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        size = shape[1]
+        expected = np.stack([np.einsum("nhwc,nhwo->co", padded[:, i:i + size, j:j + size], np.asarray(g, np.float64))
+                             for i in range(3) for j in range(3)]).reshape(kernel.shape)
+        reference = jax.jit(cpu_levers.weight_grad_xla)(x, kernel, g)
+        np.testing.assert_allclose(np.asarray(reference), expected, rtol=1e-4, atol=1e-4)
+    assert cpu_levers.main(["--repeats", "1", "--steps", "1", "--matmul-size", "32", "--matmul-steps", "1",
+                            "--shapes", "2x7x4x8", "--no-torch"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| 2x7x7, 4->8 |") == len(cpu_levers.WEIGHT_GRADS)
+    assert out.splitlines()[-1].startswith("bf16_speedup_max=") and "weight_grad_best_alternative=" in out
