@@ -4,6 +4,7 @@ import io
 import json
 import os
 import struct
+import sys
 
 import jax
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
+
+from conftest import REPO, make_tiny_config
 
 from ganjax import checkpoint, live, tensorboard
 from ganjax.metrics.features import FeatureExtractor
@@ -81,19 +84,31 @@ def _event_files(workdir):
     return sorted(name for name in os.listdir(workdir) if name.startswith(tensorboard.EVENT_FILE_PREFIX))
 
 
-def test_event_files_equal_metrics_jsonl_through_a_resume_and_hold_the_sample_grids(tiny_config, tmp_path,
-                                                                                     monkeypatch):
+def _pixel_live_fid(monkeypatch):
     monkeypatch.setattr(live.feature_extractors, "domain_feature_extractor", _pixel_extractor)
     monkeypatch.setattr(live, "LIVE_REFERENCE_SIZE", 200)
-    tiny_config.eval.live_every = 2
-    tiny_config.eval.live_num_samples = 20
-    workdir = str(tmp_path / "run")
-    train_and_evaluate(tiny_config, workdir)
-    # As if the run had died after logging steps 3 and 4 but before checkpoint 4 was saved: the rerun resumes
-    # from step 2, metrics.jsonl drops steps 3 and 4, and TensorBoard must drop the first file's too (step 3's
-    # images_per_sec is not logged again: the resumed run's step 3 compiles).
-    checkpoint.set_aside(workdir, 4)
-    train_and_evaluate(tiny_config, workdir)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    """(config, workdir) of make_tiny_config's run with live FID every 2 steps, interrupted and resumed: as if
+    it had died after logging steps 3 and 4 but before checkpoint 4 was saved, the rerun resumes from step 2,
+    metrics.jsonl drops steps 3 and 4, and TensorBoard must drop the first file's too (step 3's images_per_sec
+    is not logged again: the resumed run's step 3 compiles). Tests only read it."""
+    config = make_tiny_config()
+    config.eval.live_every = 2
+    config.eval.live_num_samples = 20
+    workdir = str(tmp_path_factory.mktemp("tensorboard") / "run")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _pixel_live_fid(monkeypatch)
+        train_and_evaluate(config, workdir)
+        checkpoint.set_aside(workdir, 4)
+        train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_event_files_equal_metrics_jsonl_through_a_resume_and_hold_the_sample_grids(resumed_run, monkeypatch):
+    config, workdir = resumed_run
     assert len(_event_files(workdir)) == 2
 
     events = read_events(workdir)
@@ -115,7 +130,8 @@ def test_event_files_equal_metrics_jsonl_through_a_resume_and_hold_the_sample_gr
     assert (image.height, image.width) == png.shape and pixels.shape == (*png.shape, 3)
     np.testing.assert_array_equal(pixels[..., 0], png)
 
-    train_and_evaluate(tiny_config, workdir)  # a finished run: nothing to train, no new event file
+    _pixel_live_fid(monkeypatch)
+    train_and_evaluate(config, workdir)  # a finished run: nothing to train, no new event file
     assert len(_event_files(workdir)) == 2
 
 
@@ -149,3 +165,32 @@ def test_a_resumed_writer_drops_earlier_events_past_its_step(tmp_path, resume_st
     expected = [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (4, 40.0)] if resume_step == 0 else \
         [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
     assert read_events(str(tmp_path))["scalars"]["d_loss"] == expected
+
+
+def test_tensorboard_curves_reads_back_the_tags_and_steps_of_metrics_jsonl_and_plots_them(resumed_run, tmp_path,
+                                                                                        capsys):
+    """tools/tensorboard_curves.py reads the event files with TensorBoard's own EventAccumulator: through the
+    resume (its purge) it finds the names and steps of metrics.jsonl, live FID included."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import tensorboard_curves
+
+    _, workdir = resumed_run
+    out = str(tmp_path / "curves.png")
+    assert tensorboard_curves.main(["--workdir", workdir, "--out", out]) == 0
+    expected = _jsonl_scalars(workdir)
+    scalars, others = tensorboard_curves.read_scalars(workdir)
+    assert list(scalars) == sorted(expected) and live.LIVE_FID in scalars
+    for name, values in expected.items():
+        assert [step for step, _ in scalars[name]] == [step for step, _ in values], name
+        np.testing.assert_allclose([value for _, value in scalars[name]], np.float32([v for _, v in values]),
+                                   rtol=1e-6, err_msg=name)
+    assert tensorboard.SAMPLES_TAG in others["images"]
+    printed = capsys.readouterr().out.splitlines()
+    for name, values in expected.items():
+        row = next(line.split() for line in printed if line.split()[:1] == [name])
+        assert int(row[1]) == len(values) and (int(row[2]), int(row[4])) == (values[0][0], values[-1][0]), row
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 400
+
+    assert tensorboard_curves.main(["--workdir", str(tmp_path / "missing"), "--out", out]) == 1
+    assert "No workdir" in capsys.readouterr().err
