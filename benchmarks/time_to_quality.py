@@ -347,7 +347,8 @@ def write_json(path: str, payload: dict) -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="workdirs/time_to_quality")
-    parser.add_argument("--minutes", type=float, default=15.0, help="wall-time budget of each run")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="wall-time budget of each run trained now (runs already in WORKDIR keep theirs)")
     parser.add_argument("--runs", default="ganjax,torch_dcgan",
                         help=f"comma-separated, in order: {TORCH_RUN} and ganjax variants {sorted(VARIANTS)}")
     parser.add_argument("--grid-seconds", type=float, default=30.0, help="the DCGAN's checkpoint interval")
@@ -408,10 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in runs.items():
         score_run(name, run, scorer, args.torch_bn, args.inception)
         write_json(results_path, results)
-    line, summary = ratio_line(runs, budget)
+    line, summary = ratio_line(runs, runs["ganjax"]["budget_seconds"])
     results["summary"] = summary
     write_json(results_path, results)
-    grid = [m for m in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60) if m <= args.minutes]
+    longest = max(run["budget_seconds"] for run in runs.values()) / 60
+    grid = [m for m in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60) if m <= longest + 1e-9]
     print(table(runs, grid))
     for name, run in runs.items():
         if "fid_inception_last" in run:
