@@ -300,13 +300,14 @@ def ratio_line(runs: dict, budget: float) -> tuple[str, dict]:
 
 
 def table(runs: dict, grid_minutes: list[float]) -> str:
-    """FID (domain) of each run's newest checkpoint at or before each grid time."""
+    """FID (domain) of each run's newest checkpoint at or before each grid time (up to 1 s late: the DCGAN
+    saves at the first step past each grid time)."""
     names = list(runs)
     lines = ["| minutes | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for minute in grid_minutes:
         cells = []
         for name in names:
-            done = [p for p in runs[name]["points"] if p["seconds"] <= minute * 60 + 1e-6]
+            done = [p for p in runs[name]["points"] if p["seconds"] <= minute * 60 + 1.0]
             cells.append(f"{done[-1]['fid_domain']:.3f} ({done[-1]['step']})" if done else "-")
         lines.append(f"| {minute:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

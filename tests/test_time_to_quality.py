@@ -34,10 +34,10 @@ def test_ratio_is_an_upper_bound_when_ganjax_never_reaches_the_dcgans_best():
 
 
 def test_table_shows_the_newest_checkpoint_at_or_before_each_minute():
-    runs = {"ganjax": _run([(50, 3.0), (110, 2.0)]), "torch_dcgan": _run([(61, 5.0)])}
+    runs = {"ganjax": _run([(50, 3.0), (110, 2.0)]), "torch_dcgan": _run([(62, 5.0)]), "late": _run([(60.4, 4.0)])}
     rows = ttq.table(runs, [1, 2]).splitlines()
-    assert rows[2] == "| 1 | 3.000 (100) | - |"
-    assert rows[3] == "| 2 | 2.000 (200) | 5.000 (100) |"
+    assert rows[2] == "| 1 | 3.000 (100) | - | 4.000 (100) |"  # 0.4 s past the minute counts, 2 s does not
+    assert rows[3] == "| 2 | 2.000 (200) | 5.000 (100) | 4.000 (100) |"
 
 
 def test_every_variant_overrides_known_config_keys():
