@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import os
 import signal
@@ -47,6 +46,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from ganjax.provenance import write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -73,15 +74,12 @@ VARIANTS = {
 # ----------------------------------------------------------------------------- training: PyTorch DCGAN
 
 
-def read_fashion_idx(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images [N, 28, 28] uint8, labels [N] int64) of Fashion-MNIST's IDX files."""
-    prefix = "train" if split == "train" else "t10k"
+def torch_reference():
+    """benchmarks/torch_reference.py (the PyTorch twins), imported from beside this script."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_reference
 
-    def read(name: str, offset: int) -> np.ndarray:
-        with gzip.open(os.path.join(directory, f"{prefix}-{name}-idx{1 if name == 'labels' else 3}-ubyte.gz")) as f:
-            return np.frombuffer(f.read(), np.uint8, offset=offset)
-
-    return read("images", 16).reshape(-1, 28, 28), read("labels", 8).astype(np.int64)
+    return torch_reference
 
 
 def train_torch(out: str, seconds: float, grid_seconds: float, start: float, seed: int) -> None:
@@ -89,15 +87,15 @@ def train_torch(out: str, seconds: float, grid_seconds: float, start: float, see
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import torch_reference
+    from ganjax.data.sources import read_idx
 
+    twins = torch_reference()
     torch.manual_seed(seed)
-    images, labels = read_fashion_idx(FASHION_DIR, "train")
+    images = read_idx(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"))
     images = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)[:, None]
-    labels = torch.from_numpy(labels)
-    generator = torch_reference.ClassicGenerator(10, 28, 1, 64, 64, 128).train()
-    discriminator = torch_reference.ClassicDiscriminator(10, 28, 1, 64).train()
+    labels = torch.from_numpy(read_idx(os.path.join(FASHION_DIR, "train-labels-idx1-ubyte.gz")).astype(np.int64))
+    generator = twins.ClassicGenerator(10, 28, 1, 64, 64, 128).train()
+    discriminator = twins.ClassicDiscriminator(10, 28, 1, 64).train()
     g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
     os.makedirs(out, exist_ok=True)
@@ -128,7 +126,7 @@ def train_torch(out: str, seconds: float, grid_seconds: float, start: float, see
             os.replace(path + ".tmp", path)
             with open(os.path.join(out, "checkpoints.jsonl"), "a") as log:
                 log.write(json.dumps({"step": step, "seconds": time.time() - start, "path": path,
-                                      "d_loss": float(d_loss), "g_loss": float(g_loss)}) + "\n")
+                                      "d_loss": d_loss.item(), "g_loss": g_loss.item()}) + "\n")
             next_save += grid_seconds
             if elapsed >= seconds:
                 return
@@ -232,24 +230,23 @@ def make_scorer(with_inception: bool) -> Scorer:
 
 
 def balanced_labels(num: int) -> np.ndarray:
-    return (np.arange(num) % 10).astype(np.int32)
+    from ganjax import evaluate
+
+    return evaluate.balanced_labels(num, 10)
 
 
 def ganjax_samples(workdir: str, step: int, num: int) -> np.ndarray:
-    import jax
+    """The samples `ganjax.evaluate` scores: balanced labels, key(SAMPLE_SEED), EMA generator."""
+    from ganjax import evaluate
     from ganjax.sample import load_generator
 
-    generator = load_generator(workdir, step=step)
-    return generator.sample_many(jax.random.key(SAMPLE_SEED), balanced_labels(num))
+    return evaluate.generated_samples(load_generator(workdir, step=step), num, SAMPLE_SEED)[0]
 
 
 def torch_samples(path: str, num: int, bn: str) -> np.ndarray:
     import torch
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import torch_reference
-
-    generator = torch_reference.ClassicGenerator(10, 28, 1, 64, 64, 128)
+    generator = torch_reference().ClassicGenerator(10, 28, 1, 64, 64, 128)
     generator.load_state_dict(torch.load(path))
     generator.train(bn == "batch")
     torch.manual_seed(SAMPLE_SEED)
@@ -337,12 +334,6 @@ def plot(runs: dict, path: str, torch_best: float) -> None:
     fig.savefig(path + ".tmp.png", dpi=110)
     os.replace(path + ".tmp.png", path)
     plt.close(fig)
-
-
-def write_json(path: str, payload: dict) -> None:
-    with open(path + ".tmp", "w") as stream:
-        json.dump(payload, stream, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

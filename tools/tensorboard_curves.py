@@ -18,7 +18,8 @@ import math
 import os
 import sys
 
-EVENT_FILE_PREFIX = "events.out.tfevents"  # as ganjax.tensorboard.EVENT_FILE_PREFIX, without importing ganjax
+from ganjax.tensorboard import EVENT_FILE_PREFIX  # light: numpy only, no jax
+
 COLUMNS = 3  # subplots per row
 
 
