@@ -1,7 +1,7 @@
 """Two CPU levers of issue 23, measured: bfloat16 in XLA:CPU, and other ways to compute a 3x3 conv's weight gradient.
 
     python benchmarks/cpu_levers.py [--repeats 5] [--steps 10] [--matmul-size 2048] [--matmul-steps 2]
-        [--shapes 64x7x64x256,...] [--no-torch]
+        [--shapes 64x7x64x256,...] [--no-torch] [--step [--step-min-size 14]]
 
 The shapes are the 3x3 stride-1 "SAME" convolutions of the default GAN step
 (configs/fashion_mnist.py, batch 64; read off the compiled step's HLO), as N x size x C_in x C_out:
@@ -23,6 +23,12 @@ The shapes are the 3x3 stride-1 "SAME" convolutions of the default GAN step
    Each is checked against xla (max abs difference printed, asserted below a tolerance);
    vs xla = xla ms / its ms: > 1 means faster than XLA's own. With torch importable (and no
    --no-torch), torch.nn.grad.conv2d_weight at the same shape is timed too, for reference.
+3. (--step) The whole GAN step with the shifted-dots weight gradient: the main config's jitted GAN step
+   (batch 64, `ganjax.steps.make_gan_train_step`) as it is, and with every 3x3 stride-1 SAME convolution
+   of the generator's `Upsample` layers on inputs of at least --step-min-size pixels (default 14: the one
+   shape where section 2 found a gain) given a custom VJP whose kernel gradient is `weight_grad_shifted`
+   and whose input gradient is XLA's own. Interleaved, --repeats x 20 steps each; it checks first that
+   the custom gradient matches XLA's. Last line then also has `step_speedup=S` (xla ms / shifted ms).
 
 Variants are interleaved within each repeat (A, B, C, A, B, C, ...) after a warm-up call, so they
 share the machine's load; each timing is --steps calls (--matmul-steps for the matmul) and the
@@ -36,6 +42,7 @@ OpenMP threads spin at barriers (OMP_WAIT_POLICY=PASSIVE avoids that, see benchm
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -252,6 +259,105 @@ def weight_grad_section(shapes, repeats: int, steps: int, use_torch: bool) -> tu
     return best, where, torch_ratios
 
 
+@jax.custom_vjp
+def conv_shifted_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`conv` (3x3, stride 1, SAME, NHWC/HWIO) whose kernel gradient is `weight_grad_shifted`."""
+    return conv(x, kernel)
+
+
+def _conv_shifted_forward(x, kernel):
+    return conv(x, kernel), (x, kernel)
+
+
+def _conv_shifted_backward(residuals, g):
+    x, kernel = residuals
+    (dx,) = jax.vjp(lambda inputs: conv(inputs, kernel), x)[1](g)
+    return dx, weight_grad_shifted(x, kernel, g)
+
+
+conv_shifted_grad.defvjp(_conv_shifted_forward, _conv_shifted_backward)
+
+
+def shifted_conv_general_dilated(min_size: int) -> Callable:
+    """A drop-in for flax's `conv_general_dilated` that routes 3x3 stride-1 SAME convolutions on NHWC inputs of
+    at least `min_size` pixels to `conv_shifted_grad` and everything else to lax.conv_general_dilated."""
+
+    def conv_general_dilated(inputs, kernel, strides, padding, lhs_dilation=None, rhs_dilation=None,
+                             dimension_numbers=None, feature_group_count=1, precision=None):
+        same = padding == "SAME" or (not isinstance(padding, str) and tuple(map(tuple, padding)) == ((1, 1), (1, 1)))
+        plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+        if (inputs.ndim == 4 and kernel.shape[:2] == (3, 3) and tuple(strides) == (1, 1) and same and plain
+                and feature_group_count == 1 and inputs.shape[1] >= min_size):
+            return conv_shifted_grad(inputs, kernel)
+        return lax.conv_general_dilated(inputs, kernel, strides, padding, lhs_dilation=lhs_dilation,
+                                        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                        feature_group_count=feature_group_count, precision=precision)
+
+    return conv_general_dilated
+
+
+def gan_step_runner(config, conv_general_dilated: Callable | None) -> Callable[[int], None]:
+    """A function running n jitted GAN steps of `config` (batch 64, random data); with `conv_general_dilated`,
+    the generator's Upsample convolutions use it (ganjax.models.layers' `nn.Conv`, swapped while tracing)."""
+    import flax.linen as nn
+
+    from ganjax import parallel
+    from ganjax.models import layers
+    from ganjax.state import create_gan_state
+    from ganjax.steps import make_gan_train_step
+
+    namespace = type("nn", (), {name: getattr(nn, name) for name in dir(nn) if not name.startswith("__")})
+    if conv_general_dilated is not None:
+        namespace.Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+    original, layers.nn = layers.nn, namespace
+    try:
+        mesh = parallel.make_mesh()
+        state = parallel.replicate(create_gan_state(config, 10, (28, 28, 1), jax.random.key(0)), mesh)
+        rng, k = np.random.default_rng(0), config.gan.n_critic
+        batch = parallel.shard_batch({"images": rng.uniform(-1, 1, (k, 64, 28, 28, 1)).astype(np.float32),
+                                      "labels": rng.integers(0, 10, (k, 64)).astype(np.int32)}, mesh, batch_axis=1)
+        step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
+        holder, key, counter = {"state": state}, jax.random.key(1), iter(range(10**9))
+
+        def run(steps: int) -> None:
+            metrics = None
+            for _ in range(steps):
+                holder["state"], metrics = step(holder["state"], batch, jax.random.fold_in(key, next(counter)))
+            jax.block_until_ready(metrics)
+
+        run(2)  # compiles, while the swapped layer is in place
+    finally:
+        layers.nn = original
+    return run
+
+
+def step_section(repeats: int, min_size: int) -> float:
+    """Section 3: the main config's GAN step, XLA's weight gradients against shifted dots (module docstring)."""
+    from ganjax.config import load_config
+
+    x, kernel, g = conv_inputs(8, 14, 16, 32)
+    ours = jax.vjp(conv_shifted_grad, x, kernel)[1](g)
+    xla = jax.vjp(conv, x, kernel)[1](g)
+    error = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(ours, xla))
+    assert error < TOLERANCE, f"the custom VJP's gradient differs from XLA's by {error:.1e}"
+    config = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                                      "fashion_mnist.py"))
+    config.train.batch_size = 64
+    runs = {"xla": gan_step_runner(config, None), "shifted": gan_step_runner(config, shifted_conv_general_dilated(min_size))}
+    steps, times = 20, {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(steps)
+            times[name].append((time.perf_counter() - start) / steps * 1000)
+    print(f"\n## 3. The whole GAN step (configs/fashion_mnist.py, batch 64), {repeats} x {steps} steps each\n")
+    print(f"gradient check: max relative |shifted - xla| {error:.1e}; shifted dots at G's Upsample convs on >= {min_size} pixels\n")
+    print("| step | ms per step |\n|---|---:|")
+    for name, values in times.items():
+        print(f"| {name} | {cell(values)} |")
+    return statistics.median(times["xla"]) / statistics.median(times["shifted"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -261,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=",".join("x".join(map(str, shape)) for shape in SHAPES),
                         help="comma-separated NxSIZExC_INxC_OUT 3x3 SAME convolutions (default: the GAN step's)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch's weight gradient")
+    parser.add_argument("--step", action="store_true", help="also section 3: the whole GAN step with shifted dots")
+    parser.add_argument("--step-min-size", type=int, default=14, help="section 3: smallest input size routed to shifted dots")
+    parser.add_argument("--step-only", action="store_true", help="section 3 alone")
     args = parser.parse_args(argv)
     if min(args.repeats, args.steps, args.matmul_size, args.matmul_steps) < 1:
         raise ValueError("--repeats, --steps, --matmul-size and --matmul-steps must be positive.")
@@ -279,11 +388,15 @@ def main(argv: list[str] | None = None) -> int:
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load average {os.getloadavg()[0]:.1f}")
     print(f"repeats {args.repeats} x {args.steps} calls per convolution timing, {args.matmul_steps} per matmul "
           f"timing, after one warm-up call; shapes N x HxW, C_in->C_out: {', '.join(map(shape_name, shapes))}")
-    speedups = bf16_section(shapes, args.matmul_size, args.repeats, args.steps, args.matmul_steps)
-    best, where, torch_ratios = weight_grad_section(shapes, args.repeats, args.steps, use_torch)
-    line = f"bf16_speedup_max={max(speedups):.2f} weight_grad_best_alternative={best:.2f} weight_grad_best_at={where}"
-    if torch_ratios:
-        line += f" torch_weight_grad_vs_xla_max={max(torch_ratios.values()):.2f}"
+    line = ""
+    if not args.step_only:
+        speedups = bf16_section(shapes, args.matmul_size, args.repeats, args.steps, args.matmul_steps)
+        best, where, torch_ratios = weight_grad_section(shapes, args.repeats, args.steps, use_torch)
+        line = f"bf16_speedup_max={max(speedups):.2f} weight_grad_best_alternative={best:.2f} weight_grad_best_at={where}"
+        if torch_ratios:
+            line += f" torch_weight_grad_vs_xla_max={max(torch_ratios.values()):.2f}"
+    if args.step or args.step_only:
+        line = f"{line} step_speedup={step_section(args.repeats, args.step_min_size):.3f}".strip()
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     print(line)
     return 0
