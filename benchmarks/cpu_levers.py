@@ -27,8 +27,8 @@ The shapes are the 3x3 stride-1 "SAME" convolutions of the default GAN step
    (batch 64, `ganjax.steps.make_gan_train_step`) as it is, and with every 3x3 stride-1 SAME convolution
    of the generator's `Upsample` layers on inputs of at least --step-min-size pixels (default 14: the one
    shape where section 2 found a gain) given a custom VJP whose kernel gradient is `weight_grad_shifted`
-   and whose input gradient is XLA's own. Interleaved, --repeats x 20 steps each; it checks first that
-   the custom gradient matches XLA's. Last line then also has `step_speedup=S` (xla ms / shifted ms).
+   and whose input gradient is XLA's own. Interleaved, --repeats x 20 steps each (after 1 + 20 warm-up);
+   it checks first that the custom gradient matches XLA's. Last line then also has `step_speedup=S` (xla ms / shifted ms).
 
 Variants are interleaved within each repeat (A, B, C, A, B, C, ...) after a warm-up call, so they
 share the machine's load; each timing is --steps calls (--matmul-steps for the matmul) and the
@@ -297,13 +297,14 @@ def shifted_conv_general_dilated(min_size: int) -> Callable:
 
 
 def gan_step_runner(config, conv_general_dilated: Callable | None) -> Callable[[int], None]:
-    """A function running n jitted GAN steps of `config` (batch 64, random data); with `conv_general_dilated`,
-    the generator's Upsample convolutions use it (ganjax.models.layers' `nn.Conv`, swapped while tracing)."""
+    """`run(n)`: n jitted GAN steps of `config` at batch 64 on random data, built and compiled by
+    benchmarks/train_step.py's helpers; with `conv_general_dilated`, the generator's Upsample convolutions use
+    it (ganjax.models.layers' `nn.Conv`, swapped while the step is traced)."""
     import flax.linen as nn
+    import train_step as step_benchmark  # beside this script (it imports torch)
 
     from ganjax import parallel
     from ganjax.models import layers
-    from ganjax.state import create_gan_state
     from ganjax.steps import make_gan_train_step
 
     namespace = type("nn", (), {name: getattr(nn, name) for name in dir(nn) if not name.startswith("__")})
@@ -311,24 +312,14 @@ def gan_step_runner(config, conv_general_dilated: Callable | None) -> Callable[[
         namespace.Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
     original, layers.nn = layers.nn, namespace
     try:
-        mesh = parallel.make_mesh()
-        state = parallel.replicate(create_gan_state(config, 10, (28, 28, 1), jax.random.key(0)), mesh)
-        rng, k = np.random.default_rng(0), config.gan.n_critic
-        batch = parallel.shard_batch({"images": rng.uniform(-1, 1, (k, 64, 28, 28, 1)).astype(np.float32),
-                                      "labels": rng.integers(0, 10, (k, 64)).astype(np.int32)}, mesh, batch_axis=1)
+        k = config.gan.n_critic
+        mesh, state, batch = step_benchmark._gan_inputs(config, 64, (28, 28, 1), 10, (k,))
         step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
-        holder, key, counter = {"state": state}, jax.random.key(1), iter(range(10**9))
-
-        def run(steps: int) -> None:
-            metrics = None
-            for _ in range(steps):
-                holder["state"], metrics = step(holder["state"], batch, jax.random.fold_in(key, next(counter)))
-            jax.block_until_ready(metrics)
-
-        run(2)  # compiles, while the swapped layer is in place
+        # Its first step compiles, while the swapped layer is in place.
+        timed, _ = step_benchmark._timed_jax_step("GAN step", step, state, batch, 64 * k, seed=1)
     finally:
         layers.nn = original
-    return run
+    return timed.run
 
 
 def step_section(repeats: int, min_size: int) -> float:
@@ -344,12 +335,9 @@ def step_section(repeats: int, min_size: int) -> float:
                                       "fashion_mnist.py"))
     config.train.batch_size = 64
     runs = {"xla": gan_step_runner(config, None), "shifted": gan_step_runner(config, shifted_conv_general_dilated(min_size))}
-    steps, times = 20, {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(steps)
-            times[name].append((time.perf_counter() - start) / steps * 1000)
+    steps = 20
+    per_call = time_interleaved({name: (run, (steps,), 1) for name, run in runs.items()}, repeats)
+    times = {name: [ms / steps for ms in values] for name, values in per_call.items()}
     print(f"\n## 3. The whole GAN step (configs/fashion_mnist.py, batch 64), {repeats} x {steps} steps each\n")
     print(f"gradient check: max relative |shifted - xla| {error:.1e}; shifted dots at G's Upsample convs on >= {min_size} pixels\n")
     print("| step | ms per step |\n|---|---:|")
