@@ -49,3 +49,15 @@ def test_every_variant_overrides_known_config_keys():
             key, _ = item.split("=", 1)
             section, field = key.split(".")
             assert field in config[section], (name, item)
+
+
+def test_batch32_variant_is_the_main_config_and_ganjax_run_the_batch64_one():
+    from ganjax.config import apply_overrides, load_config
+
+    main = load_config(os.path.join(REPO, "configs", "fashion_mnist.py"))
+    batch32 = apply_overrides(load_config(ttq.MAIN_CONFIG), ttq.VARIANTS["batch32"])
+    keys = [("train", "batch_size"), ("optim", "generator_lr"), ("optim", "discriminator_lr")]
+    assert [batch32[s][k] for s, k in keys] == [main[s][k] for s, k in keys] == [32, 1e-4, 1e-4]
+    assert batch32.model == main.model and batch32.gan == main.gan
+    recorded = load_config(ttq.MAIN_CONFIG)
+    assert (recorded.train.batch_size, recorded.optim.generator_lr, recorded.train.steps) == (64, 2e-4, 20000)
