@@ -3,8 +3,8 @@
     python benchmarks/cpu_levers.py [--repeats 5] [--steps 10] [--matmul-size 2048] [--matmul-steps 2]
         [--shapes 64x7x64x256,...] [--no-torch] [--step [--step-min-size 14]]
 
-The shapes are the 3x3 stride-1 "SAME" convolutions of the default GAN step
-(configs/fashion_mnist.py, batch 64; read off the compiled step's HLO), as N x size x C_in x C_out:
+The shapes are the 3x3 stride-1 "SAME" convolutions of the batch-64 main job's GAN step
+(configs/fashion_mnist_b64.py, batch 64; read off the compiled step's HLO), as N x size x C_in x C_out:
   64x7x64x256     G's first sub-pixel upsample (7x7, 64 -> 4 * 64 channels);
   64x14x64x128    G's second sub-pixel upsample (14x14, 64 -> 4 * 32 channels);
   64x28x32x1      G's output conv (28x28, 32 -> 1 channel);
@@ -297,7 +297,7 @@ def shifted_conv_general_dilated(min_size: int) -> Callable:
 
 
 def gan_step_runner(config, conv_general_dilated: Callable | None) -> Callable[[int], None]:
-    """`run(n)`: n jitted GAN steps of `config` at batch 64 on random data, built and compiled by
+    """`run(n)`: n jitted GAN steps of `config` at its train.batch_size on random data, built and compiled by
     benchmarks/train_step.py's helpers; with `conv_general_dilated`, the generator's Upsample convolutions use
     it (ganjax.models.layers' `nn.Conv`, swapped while the step is traced)."""
     import flax.linen as nn
@@ -313,17 +313,18 @@ def gan_step_runner(config, conv_general_dilated: Callable | None) -> Callable[[
     original, layers.nn = layers.nn, namespace
     try:
         k = config.gan.n_critic
-        mesh, state, batch = step_benchmark._gan_inputs(config, 64, (28, 28, 1), 10, (k,))
+        batch_size = config.train.batch_size
+        mesh, state, batch = step_benchmark._gan_inputs(config, batch_size, (28, 28, 1), 10, (k,))
         step = parallel.jit_step(make_gan_train_step(config), mesh, batch_axis=1)
         # Its first step compiles, while the swapped layer is in place.
-        timed, _ = step_benchmark._timed_jax_step("GAN step", step, state, batch, 64 * k, seed=1)
+        timed, _ = step_benchmark._timed_jax_step("GAN step", step, state, batch, batch_size * k, seed=1)
     finally:
         layers.nn = original
     return timed.run
 
 
 def step_section(repeats: int, min_size: int) -> float:
-    """Section 3: the main config's GAN step, XLA's weight gradients against shifted dots (module docstring)."""
+    """Section 3: the batch-64 main job's GAN step, XLA's weight gradients against shifted dots (module docstring)."""
     from ganjax.config import load_config
 
     x, kernel, g = conv_inputs(8, 14, 16, 32)
@@ -332,13 +333,12 @@ def step_section(repeats: int, min_size: int) -> float:
     error = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(ours, xla))
     assert error < TOLERANCE, f"the custom VJP's gradient differs from XLA's by {error:.1e}"
     config = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                                      "fashion_mnist.py"))
-    config.train.batch_size = 64
+                                      "fashion_mnist_b64.py"))
     runs = {"xla": gan_step_runner(config, None), "shifted": gan_step_runner(config, shifted_conv_general_dilated(min_size))}
     steps = 20
     per_call = time_interleaved({name: (run, (steps,), 1) for name, run in runs.items()}, repeats)
     times = {name: [ms / steps for ms in values] for name, values in per_call.items()}
-    print(f"\n## 3. The whole GAN step (configs/fashion_mnist.py, batch 64), {repeats} x {steps} steps each\n")
+    print(f"\n## 3. The whole GAN step (configs/fashion_mnist_b64.py, batch 64), {repeats} x {steps} steps each\n")
     print(f"gradient check: max relative |shifted - xla| {error:.1e}; shifted dots at G's Upsample convs on >= {min_size} pixels\n")
     print("| step | ms per step |\n|---|---:|")
     for name, values in times.items():
