@@ -121,20 +121,25 @@ def grid_points(grid: dict) -> list[dict]:
         return [{"point": point["point"], "validation_mean": point["validation_mean"]} for point in points]
     first = points[0]["validation_per_seed"]
     return [{"point": point["point"], "validation_mean": point["validation_mean"],
-             "minus_first": paired(point["validation_per_seed"], first)} for point in points]
+             "minus_first": paired(point["validation_per_seed"], first)}
+            | ({"image_lower": point["validation_image_lower"]} if "validation_image_lower" in point else {})
+            for point in points]
 
 
 def grid_markdown(rows: dict[str, dict]) -> str:
     """The levers on validation: every grid point of every cell, its mean and its difference to the first
-    point (points of validation balanced accuracy, paired over seeds, 95% interval); * marks the chosen."""
-    lines = ["| cell | strategy | point | validation | minus first point [95%] |", "|---|---|---|---|---|"]
+    point (points of validation balanced accuracy, paired over seeds, 95% interval) and, under the "strict"
+    choice, that difference's lower 95% end over redrawn validation images; * marks the chosen."""
+    lines = ["| cell | strategy | point | validation | minus first point [95%] | lower end over images |",
+             "|---|---|---|---|---|---|"]
     for name, row in rows.items():
         for strategy, points in row.get("grid_points", {}).items():
             for point in points:
                 mark = " *" if point["point"] == row["chosen_points"].get(strategy) else ""
                 difference = _interval(point["minus_first"]) if "minus_first" in point else "—"
+                images = f"{100 * point['image_lower']:+.1f}" if "image_lower" in point else "—"
                 lines.append(f"| {name} | {strategy} | {', '.join(point['point']).replace('experiment.', '')}{mark} | "
-                             f"{100 * point['validation_mean']:.1f} | {difference} |")
+                             f"{100 * point['validation_mean']:.1f} | {difference} | {images} |")
     return "\n".join(lines)
 
 

@@ -199,7 +199,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.grid = ""
     # How a grid's point is chosen on validation (ganjax.names.GRID_CHOICES): "best" (highest mean over seeds)
     # or "significant" (the grid's first point unless another beats it with a paired 95% interval over the
-    # seeds above 0: a guard against validation noise on small validation splits; list the safe point first).
+    # seeds above 0: a guard against validation noise on small validation splits; list the safe point first),
+    # or "strict" ("significant", and the interval over redrawn validation images above 0 as well; studies
+    # choosing on accuracy or balanced accuracy).
     config.experiment.grid_choice = "best"
 
     # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's

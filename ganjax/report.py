@@ -56,6 +56,30 @@ def summarize(values) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width], "per_seed": values.tolist()}
 
 
+def paired_image_bootstrap(first, other, labels, metric: str, seed: int, resamples: int = 2000) -> list[float]:
+    """95% interval [lo, hi] of the seed-mean difference other - first in `metric` ("balanced_accuracy":
+    the mean recall over classes; "accuracy") when the evaluation images themselves are redrawn: a paired
+    bootstrap of the images, stratified by class (each class keeps its count), the same draw for every seed
+    and both models. first, other: [S, N] whether each seed's model labels each image right; labels [N].
+    The seeds' paired t-interval (`summarize`) holds the images fixed; this one holds the seeds fixed."""
+    first, other, labels = np.asarray(first, bool), np.asarray(other, bool), np.asarray(labels)
+    if first.shape != other.shape or first.ndim != 2 or first.shape[1] != labels.shape[0]:
+        raise ValueError(f"paired_image_bootstrap needs two [seeds, images] arrays and [images] labels, got "
+                         f"{first.shape}, {other.shape} and {labels.shape}.")
+    if metric not in ("balanced_accuracy", "accuracy"):
+        raise ValueError(f"paired_image_bootstrap resamples per-image correctness, which gives balanced_accuracy "
+                         f"or accuracy, not {metric!r}.")
+    difference = (other.astype(np.float64) - first).mean(axis=0)  # per image, over seeds: both metrics are linear
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    total = np.zeros(resamples)
+    for label in classes:
+        members = difference[labels == label]
+        weight = 1.0 / len(classes) if metric == "balanced_accuracy" else len(members) / len(labels)
+        total += weight * members[rng.integers(0, len(members), size=(resamples, len(members)))].mean(axis=1)
+    return [float(value) for value in np.quantile(total, [0.025, 0.975])]
+
+
 def build_report(
     per_seed: dict[str, list[dict[str, Any]]], meta: dict[str, Any], metrics: tuple[str, ...] = METRICS
 ) -> dict[str, Any]:

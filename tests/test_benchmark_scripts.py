@@ -96,7 +96,8 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
                                      "points": [{"point": ["experiment.synthetic_fraction=0"], "validation_mean": 0.71,
                                                  "validation_per_seed": [0.70, 0.71, 0.72]},
                                                 {"point": ["experiment.synthetic_fraction=0.25"], "validation_mean": 0.74,
-                                                 "validation_per_seed": [0.73, 0.74, 0.75]}]}}, "num_seeds": 3}
+                                                 "validation_per_seed": [0.73, 0.74, 0.75],
+                                                 "validation_image_lower": 0.012}]}}, "num_seeds": 3}
     row = regime_map.summarize_cell(full)
     assert (row["best_classic"], row["best_gan"]) == ("augment", "gan")
     assert row["difference"]["per_seed"] == pytest.approx([0.11, 0.12, 0.13])
@@ -107,8 +108,8 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
     assert "| fashion_1pct-cnn | augment 61.0 ± 1.0 | gan 73.0 ± 2.0 | +12.0 [" in table
     assert "gan: synthetic_fraction=0.25 (by significant)" in table
     levers = regime_map.grid_markdown({"fashion_1pct-cnn": row})
-    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0.25 * | 74.0 | +3.0 [+3.0, +3.0] |" in levers
-    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0 | 71.0 | +0.0 [+0.0, +0.0] |" in levers
+    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0.25 * | 74.0 | +3.0 [+3.0, +3.0] | +1.2 |" in levers
+    assert "| fashion_1pct-cnn | gan | synthetic_fraction=0 | 71.0 | +0.0 [+0.0, +0.0] | — |" in levers
     assert os.path.exists(regime_map.plot({"fashion_1pct-cnn": row}, str(tmp_path / "map.png")))
     config = regime_map.cell_config("fashion_lt10", "resnet", "somewhere", ["classifier.steps=5"])
     assert (config.data.imbalance_ratio, config.classifier.model, config.classifier.steps) == (10.0, "resnet", 5)

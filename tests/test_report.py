@@ -33,6 +33,37 @@ def test_summarize_known_values():
         report.summarize([])
 
 
+def test_paired_image_bootstrap_centres_on_the_metric_difference_and_widens_with_few_images():
+    from ganjax import metrics
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), [400, 400, 6])  # a long tail: 6 images in class 2
+    first = rng.random((3, labels.size)) < 0.8
+    other = first.copy()
+    other[:, :400] |= rng.random((3, 400)) < 0.5  # many images of class 0 gained, on every seed
+    low, high = report.paired_image_bootstrap(first, other, labels, "balanced_accuracy", seed=0)
+    exact = np.mean([metrics.balanced_accuracy(labels, np.where(other[s], labels, (labels + 1) % 3))
+                     - metrics.balanced_accuracy(labels, np.where(first[s], labels, (labels + 1) % 3)) for s in range(3)])
+    assert 0 < low < exact < high
+    # Accuracy weighs a class by its count: the same gain counts 400/806 instead of 1/3.
+    low_acc, high_acc = report.paired_image_bootstrap(first, other, labels, "accuracy", seed=0)
+    assert low_acc < np.mean(other.mean(1) - first.mean(1)) < high_acc and low_acc > low
+    # Two images of the six-image class flipped to right on every seed: +11 points of balanced accuracy, the
+    # same on all seeds (a seed interval of width 0 above 0), but the images' interval holds 0.
+    lucky = first.copy()
+    rare = np.flatnonzero(labels == 2)
+    lucky[:, rare] = False
+    gained = lucky.copy()
+    gained[:, rare[:2]] = True
+    low, high = report.paired_image_bootstrap(lucky, gained, labels, "balanced_accuracy", seed=0)
+    assert low <= 0 < 2 / 6 / 3 <= high
+    assert report.paired_image_bootstrap(first, first, labels, "accuracy", seed=0) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="not 'ece'"):
+        report.paired_image_bootstrap(first, other, labels, "ece", seed=0)
+    with pytest.raises(ValueError, match="seeds, images"):
+        report.paired_image_bootstrap(first, other[:, :5], labels, "accuracy", seed=0)
+
+
 def test_report_schema_files_and_plots(tmp_path):
     meta = {"num_seeds": 3, "data_source": "digits", "subset": "long_tail"}
     full = report.build_report(_per_seed(), meta)

@@ -489,21 +489,43 @@ def seed_mean(per_seed: list[dict], metric: str) -> float:
     return float(np.mean([seed[metric] for seed in per_seed]))
 
 
-def choose_point(per_seed: list[list[float]], choice: str) -> int:
+def choose_point(per_seed: list[list[float]], choice: str, image_lower: list[float | None] | None = None) -> int:
     """The chosen grid point's index from its per-seed validation scores [points][seeds] (names.GRID_CHOICES):
     "best" the highest mean (the first of equals); "significant" the highest mean among the points whose
     paired difference to point 0 has a 95% t-interval over the seeds above 0, else point 0. With one seed the
-    interval is a point, and "significant" keeps point 0 unless another is strictly better."""
+    interval is a point, and "significant" keeps point 0 unless another is strictly better. "strict" asks
+    "significant"'s test and also image_lower[point] > 0: the lower end of the difference's interval over
+    redrawn validation images (`validation_image_lower`)."""
     means = [float(np.mean(values)) for values in per_seed]
     if choice == "best":
         return int(np.argmax(means))
-    if choice != "significant":
+    if choice not in ("significant", "strict"):
         raise ValueError(f"Unknown grid choice {choice!r}; expected one of {names.GRID_CHOICES}.")
+    if choice == "strict" and (image_lower is None or len(image_lower) != len(per_seed)):
+        raise ValueError("The 'strict' grid choice needs each point's interval over validation images (image_lower).")
     from ganjax.report import summarize
 
     better = [index for index in range(1, len(per_seed))
-              if summarize(np.subtract(per_seed[index], per_seed[0]))["ci95"][0] > 0]
+              if summarize(np.subtract(per_seed[index], per_seed[0]))["ci95"][0] > 0
+              and (choice == "significant" or image_lower[index] > 0)]
     return max(better, key=lambda index: means[index]) if better else 0
+
+
+def validation_correct(strategy: Strategy, states, context: StudyContext) -> np.ndarray:
+    """[S, N] bool: whether each seed's trained classifier labels each validation image right."""
+    validation = context.validation_set
+    logits = predict(strategy.classifiers(states), strategy.logits, data.to_model_range(validation.images),
+                     context.config.experiment.eval_batch_size, context.mesh)
+    return np.argmax(logits, axis=-1) == validation.labels
+
+
+def validation_image_lower(correct: list[np.ndarray], context: StudyContext, metric: str) -> list[float]:
+    """Per grid point, the lower end of the 95% interval of its validation `metric` minus point 0's when the
+    validation images are redrawn (`report.paired_image_bootstrap`; point 0: 0.0). correct: each point's
+    `validation_correct`."""
+    labels = context.validation_set.labels
+    return [0.0] + [report.paired_image_bootstrap(correct[0], other, labels, metric, context.config.seed)[0]
+                    for other in correct[1:]]
 
 
 def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyContext) -> dict:
@@ -520,6 +542,10 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
     metric = names.SELECTION_METRIC[context.study]
     chosen_keys = tuple({assignment.partition("=")[0] for point in points for assignment in point})
     choice = config.experiment.grid_choice
+    if choice == "strict" and metric not in ("balanced_accuracy", "accuracy"):
+        raise ValueError(f"experiment.grid_choice='strict' redraws validation images, which needs a metric of "
+                         f"per-image correctness; the {context.study} study chooses on {metric}. Use "
+                         "experiment.grid_choice='significant'.")
     record = load_finished(workdir, name, config, module.SECTIONS, chosen_keys)
     if record is not None:
         if [point["point"] for point in record.get("grid", {}).get("points", [])] == [list(p) for p in points]:
@@ -547,7 +573,16 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         logger.info("%s: validation %s %.4f", record_name, metric, seed_mean(point_record["validation"], metric))
     per_seed = [[seed[metric] for seed in point_record["validation"]] for _, _, point_record, _ in tried]
     scores = [float(np.mean(values)) for values in per_seed]
-    point, point_context, point_record, states = tried[choose_point(per_seed, choice)]
+    image_lower = None
+    if choice == "strict":  # each point's per-image validation predictions, from its saved states
+        correct = []
+        for point, point_context, _, states in tried:
+            strategy = module.make(name, point_context)
+            if states is None:
+                states = load_states(states_path(workdir, point_name(name, point)), strategy, point_context.config)
+            correct.append(validation_correct(strategy, states, point_context))
+        image_lower = validation_image_lower(correct, context, metric)
+    point, point_context, point_record, states = tried[choose_point(per_seed, choice, image_lower)]
     start = time.perf_counter()  # the test evaluation; each point's own time is in its record
     strategy = module.make(name, point_context)
     if states is None:
@@ -560,7 +595,8 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         "grid": {"metric": metric, "choice": choice, "chosen": list(point),
                  "points": [{"point": list(p), "validation_mean": score, "validation_per_seed": values,
                              "wall_seconds": r["wall_seconds"]}
-                            for (p, _, r, _), score, values in zip(tried, scores, per_seed)]},
+                            | ({} if image_lower is None else {"validation_image_lower": image_lower[index]})
+                            for index, ((p, _, r, _), score, values) in enumerate(zip(tried, scores, per_seed))]},
         "train_seconds": sum(r["train_seconds"] for _, _, r, _ in tried),
         "wall_seconds": sum(r["wall_seconds"] for _, _, r, _ in tried) + time.perf_counter() - start,
         "config": config.to_dict(),
@@ -591,8 +627,9 @@ def grid_notes(grids: dict[str, dict]) -> str:
     lines = []
     for name, grid in grids.items():
         tried = "; ".join(f"{', '.join(point['point'])}: {point['validation_mean']:.4f}" for point in grid["points"])
-        rule = ("the first point unless another beats it with a paired 95% interval above 0"
-                if grid.get("choice") == "significant" else "the best mean over seeds")
+        rule = {"significant": "the first point unless another beats it with a paired 95% interval above 0",
+                "strict": "the first point unless another beats it with a 95% interval above 0 both over the seeds "
+                          "and over redrawn validation images"}.get(grid.get("choice"), "the best mean over seeds")
         lines.append(f"\n- {name}: settings chosen on validation {grid['metric']} ({rule}) from a grid: "
                      f"{tried}; chosen {', '.join(grid['chosen'])}, the only point read on the test split. Its "
                      "validation figure is the best of the grid's, so optimistic beside single-setting strategies'.")

@@ -209,6 +209,12 @@ def test_a_validated_gan_strategy_at_share_0_is_its_classic_twin_and_grids_unite
     per_seed = [[seed["balanced_accuracy"] for seed in record["validation"]] for record in records]
     assert again["meta"]["grid"]["gan"]["choice"] == "significant"
     assert again["meta"]["grid"]["gan"]["chosen"] == list(points[engine.choose_point(per_seed, "significant")])
+    # "strict" also redraws the validation images; each point's predictions come from its saved states.
+    config.experiment.grid_choice = "strict"
+    strict = experiment.run_experiment(validate_config(config), workdir, progress=False)["meta"]["grid"]["gan"]
+    lower = [point["validation_image_lower"] for point in strict["points"]]
+    assert lower[0] == 0.0 and all(-1.0 <= value <= 1.0 for value in lower[1:])
+    assert strict["chosen"] == list(points[engine.choose_point(per_seed, "strict", lower)])
     assert point_times == [os.path.getmtime(engine.record_path(workdir, engine.point_name("gan", p))) for p in points]
 
 
@@ -221,6 +227,11 @@ def test_the_significant_grid_choice_keeps_the_first_point_unless_the_seeds_agre
     assert engine.choose_point([first, noisy, steady], "significant") == 2
     assert engine.choose_point([first, steady, [0.9, 0.92, 0.91]], "significant") == 2  # the best of the better
     assert engine.choose_point([[0.8], [0.8]], "significant") == 0
+    # "strict": the seeds' test and the validation images' (image_lower, the lower ends of their intervals).
+    assert engine.choose_point([first, noisy, steady], "strict", [0.0, 0.01, -0.002]) == 0
+    assert engine.choose_point([first, noisy, steady], "strict", [0.0, 0.01, 0.001]) == 2
+    with pytest.raises(ValueError, match="image_lower"):
+        engine.choose_point([first, steady], "strict")
     with pytest.raises(ValueError, match="grid choice"):
         engine.choose_point([first], "median")
 
