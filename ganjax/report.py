@@ -56,6 +56,10 @@ def summarize(values) -> dict[str, Any]:
     return {"mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width], "per_seed": values.tolist()}
 
 
+# The metrics `paired_image_bootstrap` can redraw: means of per-image correctness (over classes, or over images).
+IMAGE_BOOTSTRAP_METRICS = ("balanced_accuracy", "accuracy")
+
+
 def paired_image_bootstrap(first, other, labels, metric: str, seed: int, resamples: int = 2000) -> list[float]:
     """95% interval [lo, hi] of the seed-mean difference other - first in `metric` ("balanced_accuracy":
     the mean recall over classes; "accuracy") when the evaluation images themselves are redrawn: a paired
@@ -66,9 +70,9 @@ def paired_image_bootstrap(first, other, labels, metric: str, seed: int, resampl
     if first.shape != other.shape or first.ndim != 2 or first.shape[1] != labels.shape[0]:
         raise ValueError(f"paired_image_bootstrap needs two [seeds, images] arrays and [images] labels, got "
                          f"{first.shape}, {other.shape} and {labels.shape}.")
-    if metric not in ("balanced_accuracy", "accuracy"):
-        raise ValueError(f"paired_image_bootstrap resamples per-image correctness, which gives balanced_accuracy "
-                         f"or accuracy, not {metric!r}.")
+    if metric not in IMAGE_BOOTSTRAP_METRICS:
+        raise ValueError(f"paired_image_bootstrap resamples per-image correctness, which gives "
+                         f"{' or '.join(IMAGE_BOOTSTRAP_METRICS)}, not {metric!r}.")
     difference = (other.astype(np.float64) - first).mean(axis=0)  # per image, over seeds: both metrics are linear
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)

@@ -489,7 +489,7 @@ def seed_mean(per_seed: list[dict], metric: str) -> float:
     return float(np.mean([seed[metric] for seed in per_seed]))
 
 
-def choose_point(per_seed: list[list[float]], choice: str, image_lower: list[float | None] | None = None) -> int:
+def choose_point(per_seed: list[list[float]], choice: str, image_lower: list[float] | None = None) -> int:
     """The chosen grid point's index from its per-seed validation scores [points][seeds] (names.GRID_CHOICES):
     "best" the highest mean (the first of equals); "significant" the highest mean among the points whose
     paired difference to point 0 has a 95% t-interval over the seeds above 0, else point 0. With one seed the
@@ -542,7 +542,7 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
     metric = names.SELECTION_METRIC[context.study]
     chosen_keys = tuple({assignment.partition("=")[0] for point in points for assignment in point})
     choice = config.experiment.grid_choice
-    if choice == "strict" and metric not in ("balanced_accuracy", "accuracy"):
+    if choice == "strict" and metric not in report.IMAGE_BOOTSTRAP_METRICS:
         raise ValueError(f"experiment.grid_choice='strict' redraws validation images, which needs a metric of "
                          f"per-image correctness; the {context.study} study chooses on {metric}. Use "
                          "experiment.grid_choice='significant'.")
@@ -573,20 +573,25 @@ def run_grid(module, name: str, points: list[tuple[str, ...]], context: StudyCon
         logger.info("%s: validation %s %.4f", record_name, metric, seed_mean(point_record["validation"], metric))
     per_seed = [[seed[metric] for seed in point_record["validation"]] for _, _, point_record, _ in tried]
     scores = [float(np.mean(values)) for values in per_seed]
-    image_lower = None
-    if choice == "strict":  # each point's per-image validation predictions, from its saved states
-        correct = []
-        for point, point_context, _, states in tried:
-            strategy = module.make(name, point_context)
-            if states is None:
-                states = load_states(states_path(workdir, point_name(name, point)), strategy, point_context.config)
-            correct.append(validation_correct(strategy, states, point_context))
-        image_lower = validation_image_lower(correct, context, metric)
-    point, point_context, point_record, states = tried[choose_point(per_seed, choice, image_lower)]
+
+    def built(index: int):
+        """(strategy, trained states) of grid point `index`; states saved by an earlier run are loaded."""
+        tried_point, tried_context, _, tried_states = tried[index]
+        strategy = module.make(name, tried_context)
+        if tried_states is None:
+            tried_states = load_states(states_path(workdir, point_name(name, tried_point)), strategy,
+                                       tried_context.config)
+        return strategy, tried_states
+
+    image_lower, made = None, {}
+    if choice == "strict":  # each point's per-image validation predictions, from its states
+        made = {index: built(index) for index in range(len(tried))}
+        image_lower = validation_image_lower([validation_correct(*made[index], tried[index][1])
+                                              for index in range(len(tried))], context, metric)
+    chosen = choose_point(per_seed, choice, image_lower)
+    point, point_context, point_record, _ = tried[chosen]
     start = time.perf_counter()  # the test evaluation; each point's own time is in its record
-    strategy = module.make(name, point_context)
-    if states is None:
-        states = load_states(states_path(workdir, point_name(name, point)), strategy, point_context.config)
+    strategy, states = made[chosen] if chosen in made else built(chosen)
     extras = {key: value for key, value in point_record.items() if key not in ("per_seed", "validation", "config")}
     record = {
         **extras,
