@@ -6,17 +6,23 @@
 Each cell (a data regime of CELLS x a classifier of CLASSIFIERS) is one long-tail-engine study of
 configs/regime_map.py with the cell's overrides, run in WORKDIR/REGIME-CLASSIFIER; a rerun reuses every
 finished strategy and grid point, so the map can be run (or stopped and resumed) a few cells at a time.
-The classifiers of one data regime share its GAN (trained in the first cell's WORKDIR/.../gan).
+The classifiers of one data regime share its GAN (trained in the first cell's WORKDIR/.../gan). The few-label
+regime (fashion_100labels: 100 labels, the rest of the images unlabelled) is a few-label study of
+configs/fashion_mnist_semi.py on its own network, classifier "mlp" (`--cells fashion_100labels --classifiers
+mlp`): there the GAN strategy is the semi-supervised K+1 GAN and the classic ones are supervised training, with
+augmentation, and virtual adversarial training (VAT), the classic semi-supervised method.
 
 For every finished cell the map reports, on the test split (read once per strategy, never for a choice):
   - the best classic strategy and the best GAN strategy, each chosen on validation balanced accuracy
-    among the cell's classic (plain, reweight, oversample, augment) and GAN strategies (each validated
-    itself: its synthetic share chosen from experiment.grid, 0 included);
+    among the cell's classic (plain, reweight, oversample, augment; few-label: supervised, supervised_augment,
+    vat) and GAN strategies (each validated itself: its synthetic share chosen from experiment.grid, 0
+    included; few-label: semi_gan);
   - the paired difference best GAN - best classic in balanced accuracy, mean and 95% interval (t) over
     the seeds; best GAN - plain; and (in the JSON) each GAN strategy minus its classic twin (gan: plain,
     gan+augment: augment, ...), which share 0 makes it equal to, so it differs from it by validation noise;
   - the GAN's quality: domain FID, intra-class FID and conditional accuracy of 2,000 samples
-    (`ganjax.evaluate`, reference: the whole train split).
+    (`ganjax.evaluate`, reference: the whole train split; none for the few-label cell, whose K+1 GAN's
+    generator is unconditional).
 It prints the table, and writes WORKDIR/regime_map.json, regime_map.md and regime_map.png (a heat map of
 the difference with its interval). --set applies config overrides to every cell (e.g. a smoke run with
 --set classifier.steps=20 --set train.steps=20).
@@ -48,11 +54,29 @@ CELLS = {
                       "experiment.strategies": LONG_TAIL_LIST},
     "digits": {"data.source": "digits", "data.image_size": 16, "data.subset": "none",
                "experiment.augment_flip": False, "experiment.validation_fraction": 0.2},
+    # Labels scarce, images plentiful: 100 labels and the rest of Fashion-MNIST unlabelled. The few-label study
+    # (configs/fashion_mnist_semi.py, its own network: "mlp") with the classic semi-supervised alternative, VAT,
+    # its perturbation norm chosen on validation by the best mean (a choice that favours the classic side);
+    # AC-GAN left out (36 min, 63.7% in BENCHMARKS.md). 100 validation labels a class: more than the training
+    # labels, as in the semi-supervised literature (Oliver et al. 2018 discuss the caveat).
+    "fashion_100labels": {"config": "fashion_mnist_semi.py",
+                          "experiment.strategies": "supervised,supervised_augment,vat,semi_gan",
+                          "semi.validation_per_class": 100, "semi.steps_per_call": 10,
+                          "experiment.grid": "semi.vat_epsilon=1.5,4,10", "experiment.grid_choice": "best"},
 }
 CLASSIFIERS = {
     "cnn": {"classifier.model": "cnn", "classifier.width": 16},
     "resnet": {"classifier.model": "resnet", "classifier.width": 16},
+    "mlp": {},  # the few-label study's network (Salimans et al.'s noisy MLP), set by its config
 }
+FEW_LABEL_CELLS = ("fashion_100labels",)
+# Each study's plain strategy (its classic baseline with no extra) and its GAN strategies' classic twins.
+PLAIN = {"long_tail": "plain", "few_label": "supervised"}
+
+
+def valid_cell(regime: str, classifier: str) -> bool:
+    """Whether the map has the cell: the few-label regime only with its own network, the others with cnn/resnet."""
+    return (regime in FEW_LABEL_CELLS) == (classifier == "mlp")
 METRIC = "balanced_accuracy"
 GAN_QUALITY_SAMPLES = 2000
 
@@ -65,8 +89,11 @@ def cell_config(regime: str, classifier: str, gan_workdir: str = "", overrides=(
     """configs/regime_map.py with the cell's overrides (and `overrides`, "KEY=VALUE"), validated."""
     from ganjax.config import apply_overrides, load_config
 
-    config = load_config(os.path.join(REPO, "configs", "regime_map.py"))
+    if not valid_cell(regime, classifier):
+        raise ValueError(f"The map has no cell {cell_name(regime, classifier)}: the few-label regimes "
+                         f"{list(FEW_LABEL_CELLS)} take classifier mlp, the others cnn or resnet.")
     settings = {**CELLS[regime], **CLASSIFIERS[classifier]}
+    config = load_config(os.path.join(REPO, "configs", settings.pop("config", "regime_map.py")))
     config = apply_overrides(config, [f"{key}={value}" for key, value in settings.items()] + list(overrides))
     if gan_workdir:
         config.experiment.generator_workdir = gan_workdir
@@ -84,25 +111,33 @@ def summarize_cell(full: dict) -> dict:
     """A finished cell's row from its report.json dict: the best classic and the best GAN strategy chosen on
     validation `METRIC`, their test figures, the paired differences, and every validated GAN strategy's
     difference to plain."""
+    from ganjax.studies.few_label import GAN_STRATEGIES
     from ganjax.studies.long_tail import COMPOSITIONS
 
     meta = full["meta"]
     validation = meta["validation_mean"]
-    listed = [name for name in validation if name in COMPOSITIONS]
-    classic = [name for name in listed if not COMPOSITIONS[name].synthetic]
-    gans = [name for name in listed if COMPOSITIONS[name].synthetic]
+    study = meta.get("study", "long_tail")
+    plain = PLAIN[study]
+    if study == "few_label":
+        listed = list(validation)
+        gans = [name for name in listed if name in GAN_STRATEGIES]
+        twins = {name: plain for name in gans}
+    else:
+        listed = [name for name in validation if name in COMPOSITIONS]
+        gans = [name for name in listed if COMPOSITIONS[name].synthetic]
+        twins = {name: name.removeprefix("gan+") if name != "gan" else plain for name in gans}
+    classic = [name for name in listed if name not in gans]
     best_classic = max(classic, key=lambda name: validation[name][METRIC])
     best_gan = max(gans, key=lambda name: validation[name][METRIC])
 
     def test(name):
         return full[name][METRIC]["per_seed"]
 
-    twins = {name: name.removeprefix("gan+") if name != "gan" else "plain" for name in gans}
     return {
         "best_classic": best_classic, "best_gan": best_gan,
         "classic_test": full[best_classic][METRIC], "gan_test": full[best_gan][METRIC],
         "difference": paired(test(best_gan), test(best_classic)),
-        "best_gan_minus_plain": paired(test(best_gan), test("plain")) if "plain" in listed else None,
+        "best_gan_minus_plain": paired(test(best_gan), test(plain)) if plain in listed else None,
         "gan_minus_twin": {name: paired(test(name), test(twin)) for name, twin in twins.items() if twin in listed},
         "chosen_points": {name: grid["chosen"] for name, grid in meta.get("grid", {}).items()},
         "grid_choice": sorted({grid.get("choice", "best") for grid in meta.get("grid", {}).values()}),
@@ -169,7 +204,7 @@ def _interval(entry: dict) -> str:
 
 def markdown(rows: dict[str, dict]) -> str:
     headers = ["cell", "best classic (test)", "best GAN (test)", "GAN - classic [95%]", "GAN - plain",
-               "GAN: domain FID / intra-class FID / cond. acc.", "chosen shares", "minutes"]
+               "GAN: domain FID / intra-class FID / cond. acc.", "chosen on validation", "minutes"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for name, row in rows.items():
         quality = row.get("gan_quality") or {}
@@ -206,7 +241,8 @@ def plot(rows: dict[str, dict], path: str) -> str:
     for i, regime in enumerate(regimes):
         for j, classifier in enumerate(classifiers):
             row = rows.get(cell_name(regime, classifier))
-            text = "not run" if row is None else _interval(row["difference"]).replace(" [", "\n[")
+            text = ("—" if not valid_cell(regime, classifier) else "not run" if row is None
+                    else _interval(row["difference"]).replace(" [", "\n["))
             axes.text(j, i, text, ha="center", va="center", fontsize=8)
     axes.set_xticks(range(len(classifiers)), classifiers)
     axes.set_yticks(range(len(regimes)), regimes)
@@ -232,7 +268,9 @@ def run_cell(regime: str, classifier: str, workdir: str, overrides) -> dict:
     row = summarize_cell(full)
     row["minutes"] = sum(seconds for name, seconds in full["meta"]["wall_seconds"].items() if name != "total_this_run") / 60
     row["minutes_this_run"] = (time.perf_counter() - start) / 60
-    row["gan_quality"] = gan_quality(config.experiment.generator_workdir or os.path.join(cell_dir, "gan"))
+    # The few-label GAN is trained inside its strategy (semi_gan's generator is unconditional): no GAN workdir.
+    row["gan_quality"] = (None if regime in FEW_LABEL_CELLS else
+                          gan_quality(config.experiment.generator_workdir or os.path.join(cell_dir, "gan")))
     return row
 
 
@@ -255,21 +293,24 @@ def main(argv=None) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     map_path = os.path.join(args.workdir, "regime_map.json")
     rows = json.load(open(map_path))["cells"] if os.path.exists(map_path) else {}
-    for classifier in classifiers:
-        for regime in regimes:
-            name = cell_name(regime, classifier)
-            if args.report_only:
-                continue
-            print(f"cell {name}: running (resumes finished strategies)", flush=True)
-            row = run_cell(regime, classifier, args.workdir, args.set)
-            # A rerun that reuses the cell's GAN and strategies counts only what it redid: keep the first run's.
-            row["minutes"] = max(row["minutes"], rows.get(name, {}).get("minutes", 0.0))
-            rows[name] = row
-            print(f"cell {name}: {rows[name]['best_gan']} - {rows[name]['best_classic']} = "
-                  f"{_interval(rows[name]['difference'])} points", flush=True)
-            with open(map_path + ".tmp", "w") as stream:
-                json.dump({"cells": rows, "overrides": args.set}, stream, indent=1)
-            os.replace(map_path + ".tmp", map_path)
+    cells = [(regime, classifier) for classifier in classifiers for regime in regimes if valid_cell(regime, classifier)]
+    if not cells and not args.report_only:
+        parser.error(f"no cell of {regimes} x {classifiers}: the few-label regimes {list(FEW_LABEL_CELLS)} take "
+                     "--classifiers mlp, the others cnn or resnet")
+    for regime, classifier in cells:
+        name = cell_name(regime, classifier)
+        if args.report_only:
+            continue
+        print(f"cell {name}: running (resumes finished strategies)", flush=True)
+        row = run_cell(regime, classifier, args.workdir, args.set)
+        # A rerun that reuses the cell's GAN and strategies counts only what it redid: keep the first run's.
+        row["minutes"] = max(row["minutes"], rows.get(name, {}).get("minutes", 0.0))
+        rows[name] = row
+        print(f"cell {name}: {rows[name]['best_gan']} - {rows[name]['best_classic']} = "
+              f"{_interval(rows[name]['difference'])} points", flush=True)
+        with open(map_path + ".tmp", "w") as stream:
+            json.dump({"cells": rows, "overrides": args.set}, stream, indent=1)
+        os.replace(map_path + ".tmp", map_path)
     ordered = {cell_name(regime, classifier): rows[cell_name(regime, classifier)]
                for classifier in CLASSIFIERS for regime in CELLS if cell_name(regime, classifier) in rows}
     table = markdown(ordered)

@@ -1,5 +1,5 @@
 """Tiny few-label experiment for tests: scikit-learn's digits (8x8 upscaled to 16x16), 5 labels
-per class, all four strategies x 2 seeds, a small network and 60 steps: it checks the
+per class, all five strategies x 2 seeds, a small network and 60 steps: it checks the
 plumbing in well under a minute, not the method.
 
     python -m ganjax.experiment --config configs/digits_semi.py --workdir /tmp/digits_semi
@@ -14,7 +14,7 @@ def get_config():
     config.data.image_size = 16
     config.data.subset = "few_label"
     config.data.labels_per_class = 5
-    config.experiment.strategies = "semi_gan,acgan,supervised,supervised_augment"
+    config.experiment.strategies = "semi_gan,acgan,supervised,supervised_augment,vat"
     config.experiment.num_seeds = 2
     config.experiment.augment_flip = False  # mirrored digits are not digits
     config.experiment.eval_batch_size = 256

@@ -231,6 +231,14 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.pull_away_weight = 0.0  # K+1 GAN: weight of the pull-away term in G's loss (Dai et al. 2017)
     config.semi.manifold_weight = 0.0  # K+1 GAN: weight of D's manifold regulariser (Lecouat et al. 2018)
     config.semi.manifold_epsilon = 1.0  # K+1 GAN: its step in the generator's noise space (|z| ~ 10)
+    # vat (virtual adversarial training, Miyato et al. 2018; semi.entropy_weight adds its EntMin term): the
+    # perturbation's L2 norm per image in model range [-1, 1] (a 28x28 image's norm is ~20), the power
+    # iteration's finite-difference step (small beside epsilon, large beside float32 rounding), power
+    # iterations, and the weight of the divergence.
+    config.semi.vat_epsilon = 3.0
+    config.semi.vat_xi = 0.1
+    config.semi.vat_iterations = 1
+    config.semi.vat_weight = 1.0
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
     # (0 = the last step's params); every strategy alike.
     config.semi.average_decay = 0.0
@@ -683,12 +691,13 @@ def _validate_recognition(given: dict) -> None:
 def _validate_semi(given: dict) -> None:
     """Checks of the few-label section (see ganjax.studies.few_label)."""
     for name in ["semi.conv_width", "semi.noise_dim", "semi.generator_hidden", "semi.steps", "semi.batch_size",
-                 "semi.labelled_batch_size", "semi.steps_per_call"]:
+                 "semi.labelled_batch_size", "semi.steps_per_call", "semi.vat_epsilon", "semi.vat_xi",
+                 "semi.vat_iterations"]:
         if given[name] <= 0:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
                  "semi.pull_away_weight", "semi.manifold_weight", "semi.acgan_class_weight", "semi.generator_eval_samples",
-                 "semi.validation_per_class"]:
+                 "semi.validation_per_class", "semi.vat_weight"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
     if not 0.0 <= given["semi.input_dropout"] < 1.0:

@@ -113,6 +113,41 @@ def mean_entropy(logits: jnp.ndarray) -> jnp.ndarray:
     return -jnp.mean(jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1))
 
 
+def kl_divergence_logits(p_logits: jnp.ndarray, q_logits: jnp.ndarray) -> jnp.ndarray:
+    """Mean over the batch of KL(softmax(p_logits) || softmax(q_logits)) in nats; logits [B, K]."""
+    log_p = jax.nn.log_softmax(p_logits, axis=-1)
+    log_q = jax.nn.log_softmax(q_logits, axis=-1)
+    return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
+
+
+def unit_per_example(directions: jnp.ndarray) -> jnp.ndarray:
+    """`directions` [B, ...] scaled to unit L2 norm per example (a zero direction stays zero)."""
+    axes = tuple(range(1, directions.ndim))
+    # Scaled by the largest entry first, as in Miyato et al.'s code: tiny gradients keep their direction.
+    directions = directions / (1e-12 + jnp.max(jnp.abs(directions), axis=axes, keepdims=True))
+    return directions / jnp.sqrt(1e-12 + jnp.sum(directions**2, axis=axes, keepdims=True))
+
+
+def virtual_adversarial_perturbation(logits_fn: Callable[[jnp.ndarray], jnp.ndarray], images: jnp.ndarray,
+                                     clean_logits: jnp.ndarray, key: jax.Array, epsilon: float, xi: float,
+                                     iterations: int = 1) -> jnp.ndarray:
+    """Miyato et al. 2018 (VAT), eq. 12-14: the perturbation [B, ...] of L2 norm `epsilon` per image that most
+    changes the prediction, KL(p(x) || p(x + r)) with p(x) = softmax(clean_logits) [B, K], found by `iterations`
+    power iterations from a random direction (each a gradient of that KL at r = xi x the unit direction, which
+    at small xi points along the divergence's dominant curvature). `logits_fn` maps images to logits; it must
+    draw the same training noise as clean_logits did, so that only r changes the prediction. No gradient flows
+    out of the result."""
+    clean_logits = jax.lax.stop_gradient(clean_logits)
+
+    def divergence(perturbation):
+        return kl_divergence_logits(clean_logits, logits_fn(images + perturbation))
+
+    direction = unit_per_example(jax.random.normal(key, images.shape, images.dtype))
+    for _ in range(iterations):
+        direction = unit_per_example(jax.grad(divergence)(xi * direction))
+    return jax.lax.stop_gradient(epsilon * direction)
+
+
 def feature_matching_loss(real_features: jnp.ndarray, fake_features: jnp.ndarray) -> jnp.ndarray:
     """Salimans et al. 2016, Sec. 3.1: || E f(x) - E f(G(z)) ||^2 over a batch, as the mean over
     features of the squared difference of batch means; features [B, F]."""

@@ -33,7 +33,8 @@ AUGMENT_PADDINGS = ("reflect", "constant")
 STUDIES = ("long_tail", "few_label", "repair", "robust")
 LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment", "gan+oversample",
                         "gan+reweight")
-FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment")
+# vat: virtual adversarial training (Miyato et al. 2018), the classic semi-supervised alternative to the GANs.
+FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment", "vat")
 # Repair: "clean" is trained on clean images and judges every repair; "damage_augment" is trained
 # with the study's damages as augmentation (the practitioner's alternative to repairing).
 REPAIR_STRATEGIES = ("clean", "damage_augment")
@@ -59,6 +60,7 @@ STRATEGY_MODULES = {
     "acgan": "acgan",
     "supervised": "supervised",
     "supervised_augment": "supervised",
+    "vat": "vat",
     "clean": "repair",
     "damage_augment": "repair",
     "standard": "robust",
@@ -87,6 +89,7 @@ SYNTHETIC_SETTINGS = ("experiment.synthetic_fraction", "experiment.synthetic_top
 TUNABLE_KEYS = {
     **{name: SYNTHETIC_SETTINGS for name in ("gan", "gan+augment", "gan+oversample", "gan+reweight")},
     "pgd_at_generated": ("robust.generated_fraction",),
+    "vat": ("semi.vat_epsilon", "semi.vat_weight", "semi.entropy_weight"),
 }
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")

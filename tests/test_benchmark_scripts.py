@@ -116,6 +116,34 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
     assert "gan+oversample" in config.experiment.strategies and config.experiment.generator_workdir == "somewhere"
 
 
+def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_path):
+    from ganjax.report import summarize
+
+    tests = {"supervised": [0.60, 0.61, 0.62], "supervised_augment": [0.58, 0.59, 0.60],
+             "vat": [0.70, 0.70, 0.70], "semi_gan": [0.75, 0.77, 0.79]}
+    validation = {"supervised": 0.61, "supervised_augment": 0.60, "vat": 0.72, "semi_gan": 0.76}
+    full = {name: {"balanced_accuracy": summarize(values)} for name, values in tests.items()}
+    full["meta"] = {"study": "few_label", "num_seeds": 3,
+                    "validation_mean": {name: {"balanced_accuracy": value} for name, value in validation.items()}}
+    row = regime_map.summarize_cell(full)
+    assert (row["best_classic"], row["best_gan"]) == ("vat", "semi_gan")
+    assert row["difference"]["per_seed"] == pytest.approx([0.05, 0.07, 0.09])
+    assert row["best_gan_minus_plain"]["mean"] == pytest.approx(0.16)  # plain is supervised here
+    assert set(row["gan_minus_twin"]) == {"semi_gan"}
+    row.update(minutes=1.0, gan_quality=None)
+    assert "| fashion_100labels-mlp | vat 70.0 ± 0.0 | semi_gan 77.0 ± 2.0 | +7.0 [" in regime_map.markdown(
+        {"fashion_100labels-mlp": row})
+    assert os.path.exists(regime_map.plot({"fashion_100labels-mlp": row}, str(tmp_path / "map.png")))
+    config = regime_map.cell_config("fashion_100labels", "mlp", "", ["semi.steps=5"])
+    assert (config.data.subset, config.semi.steps, config.semi.validation_per_class) == ("few_label", 5, 100)
+    assert "vat" in config.experiment.strategies and config.experiment.grid.startswith("semi.vat_epsilon=")
+    for regime, classifier in (("fashion_100labels", "cnn"), ("fashion_5pct", "mlp")):
+        with pytest.raises(ValueError, match="no cell"):
+            regime_map.cell_config(regime, classifier)
+    with pytest.raises(SystemExit):  # no cell to run: named, not silently nothing
+        regime_map.main(["--workdir", str(tmp_path), "--cells", "fashion_100labels", "--classifiers", "cnn"])
+
+
 def test_cpu_levers_weight_gradient_formulations_agree_and_the_script_runs(capsys):
     import jax
     import numpy as np

@@ -4,7 +4,7 @@
               (`over_seeds`) and several steps per call (`make_multi_step`);
   gan         the alternating GAN step;
   classifier  classifier steps, topped up with synthetic images, and the joint GAN + classifiers step;
-  few_label   the K+1 GAN, AC-GAN and supervised few-label steps.
+  few_label   the K+1 GAN, AC-GAN, supervised and virtual adversarial few-label steps.
 """
 
 from ganjax.steps.classifier import (
@@ -23,6 +23,7 @@ from ganjax.steps.few_label import (
     make_acgan_step,
     make_semi_gan_step,
     make_supervised_few_label_step,
+    make_vat_step,
 )
 from ganjax.steps.gan import discriminator_noise, discriminator_noise_key, make_gan_train_step
 
@@ -30,5 +31,6 @@ __all__ = [
     "Batch", "ClassifierStepSpec", "FewLabelSpec", "Metrics", "classifier_eval_step", "classifier_train_step",
     "discriminator_noise", "discriminator_noise_key", "ema_decay_at", "ema_update", "few_label_logits", "generate",
     "make_acgan_step", "make_classifier_step", "make_gan_train_step", "make_joint_train_step", "make_multi_seed_step",
-    "make_multi_step", "make_semi_gan_step", "make_supervised_few_label_step", "over_seeds", "synthesize",
+    "make_multi_step", "make_semi_gan_step", "make_supervised_few_label_step", "make_vat_step", "over_seeds",
+    "synthesize",
 ]

@@ -1,4 +1,5 @@
-"""Few labels: the semi-supervised K+1 GAN, AC-GAN and the supervised baseline steps. Pure; no I/O.
+"""Few labels: the semi-supervised K+1 GAN, AC-GAN, the supervised baseline and virtual adversarial
+training (the classic semi-supervised alternative) steps. Pure; no I/O.
 
 Networks: ganjax.models.semi (the discriminator returns class logits, an optional real/fake
 logit and its last hidden features; its Gaussian noise draws from the "noise" rng).
@@ -26,7 +27,9 @@ class FewLabelSpec(NamedTuple):
     (supervised baseline), or None; pull_away_weight: weight of the pull-away term on the
     generated images' features in the K+1 GAN's generator loss (`losses.pull_away_term`, 0 = none);
     manifold_weight, manifold_epsilon: weight and latent step of the K+1 discriminator's manifold
-    regulariser (`losses.manifold_smoothness`, 0 = none).
+    regulariser (`losses.manifold_smoothness`, 0 = none); vat_epsilon, vat_xi, vat_iterations, vat_weight:
+    virtual adversarial training's perturbation norm, finite-difference step, power iterations and loss
+    weight (`make_vat_step`).
     """
 
     noise_dim: int = 100
@@ -37,6 +40,10 @@ class FewLabelSpec(NamedTuple):
     pull_away_weight: float = 0.0
     manifold_weight: float = 0.0
     manifold_epsilon: float = 1.0
+    vat_epsilon: float = 3.0
+    vat_xi: float = 0.1
+    vat_iterations: int = 1
+    vat_weight: float = 1.0
 
 
 def _discriminate(state: ModelState, params: Any, images: jnp.ndarray, key: jax.Array | None):
@@ -207,6 +214,45 @@ def make_supervised_few_label_step(spec: FewLabelSpec) -> Callable[[ModelState, 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
         return state.apply_gradients(grads=grads), {"d_supervised": loss, "labelled_accuracy": accuracy}
+
+    return step
+
+
+def make_vat_step(spec: FewLabelSpec) -> Callable[[ModelState, Batch, jax.Array], tuple[ModelState, Metrics]]:
+    """Virtual adversarial training (Miyato et al. 2018), the classic semi-supervised alternative to the
+    K+1 GAN on the same network: cross-entropy on the labelled images + spec.vat_weight x KL(p(x) || p(x +
+    r_adv)) on the unlabelled images, r_adv of L2 norm spec.vat_epsilon per image found by power iteration
+    (`losses.virtual_adversarial_perturbation`), + spec.entropy_weight x the entropy of p on the unlabelled
+    images (VAT + EntMin; 0 = none). Every pass over the unlabelled images draws the same training noise, so
+    the divergence measures r alone; p(x) is a constant target (no gradient), as in the paper.
+    batch: as in `make_semi_gan_step` (matching_images unused)."""
+
+    def step(state: ModelState, batch: Batch, key: jax.Array) -> tuple[ModelState, Metrics]:
+        labelled_key, unlabelled_key, direction_key = jax.random.split(key, 3)
+        unlabelled = batch["unlabelled_images"]
+
+        def unlabelled_logits(params, images):
+            return _discriminate(state, params, images, unlabelled_key)[0]
+
+        clean = jax.lax.stop_gradient(unlabelled_logits(state.params, unlabelled))
+        perturbation = losses.virtual_adversarial_perturbation(
+            lambda images: unlabelled_logits(state.params, images), unlabelled, clean, direction_key,
+            spec.vat_epsilon, spec.vat_xi, spec.vat_iterations)
+
+        def loss_fn(params):
+            logits, _, _ = _discriminate(state, params, batch["labelled_images"], labelled_key)
+            supervised = losses.cross_entropy(logits, batch["labels"])
+            virtual_adversarial = losses.kl_divergence_logits(clean, unlabelled_logits(params, unlabelled + perturbation))
+            loss = supervised + spec.vat_weight * virtual_adversarial
+            metrics = {"d_supervised": supervised, "vat_divergence": virtual_adversarial,
+                       "labelled_accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])}
+            if spec.entropy_weight:
+                entropy = losses.mean_entropy(unlabelled_logits(params, unlabelled))
+                loss, metrics["d_entropy"] = loss + spec.entropy_weight * entropy, entropy
+            return loss, metrics
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        return state.apply_gradients(grads=grads), metrics
 
     return step
 

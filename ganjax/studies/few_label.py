@@ -1,4 +1,4 @@
-"""The few-label study: the semi-supervised K+1 GAN, AC-GAN and the supervised baselines.
+"""The few-label study: the semi-supervised K+1 GAN, AC-GAN, the supervised baselines and VAT.
 
     python -m ganjax.experiment --config configs/fashion_mnist_semi.py --workdir DIR
 
@@ -9,7 +9,9 @@ discriminator), the same labelled images, steps and seeds (ganjax.studies.strate
   semi_gan            K+1 discriminator + feature-matching generator (Salimans et al. 2016);
   acgan               AC-GAN (Odena et al. 2017): real/fake head + class head, conditional G;
   supervised          cross-entropy on the labelled images only;
-  supervised_augment  the same with classic augmentation (shifts, flips where valid).
+  supervised_augment  the same with classic augmentation (shifts, flips where valid);
+  vat                 virtual adversarial training on the labelled and unlabelled images (Miyato et al.
+                      2018): the classic semi-supervised alternative, no generator.
 
 The classifier is the discriminator's class head, tested after the last step (no early
 stopping). The validation split follows the engine's one rule (`engine.carve_validation`):
@@ -161,6 +163,10 @@ def step_spec(strategy: str, config):
         manifold_epsilon=float(config.semi.manifold_epsilon),
         class_weight=float(config.semi.acgan_class_weight),
         augmentation=augmentation,
+        vat_epsilon=float(config.semi.vat_epsilon),
+        vat_xi=float(config.semi.vat_xi),
+        vat_iterations=int(config.semi.vat_iterations),
+        vat_weight=float(config.semi.vat_weight),
     )
 
 

@@ -1,4 +1,4 @@
-"""Few labels: K+1 GAN and AC-GAN losses, networks, steps, the study (ganjax.studies.few_label) and its errors."""
+"""Few labels: K+1 GAN, AC-GAN and VAT losses, networks, steps, the study (ganjax.studies.few_label) and its errors."""
 
 import json
 import math
@@ -19,6 +19,7 @@ from ganjax.steps import (
     make_acgan_step,
     make_semi_gan_step,
     make_supervised_few_label_step,
+    make_vat_step,
 )
 from ganjax.studies import engine, few_label
 
@@ -127,6 +128,57 @@ def test_entropy_weight_enters_the_discriminator_update():
     assert _max_difference(plain.discriminator.params, entropic.discriminator.params) > 1e-6
 
 
+def test_kl_divergence_of_logits_is_zero_for_equal_and_matches_the_sum():
+    p_logits = jnp.array([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]])
+    np.testing.assert_allclose(losses.kl_divergence_logits(p_logits, p_logits + 3.0), 0.0, atol=1e-6)
+    q_logits = jnp.array([[0.0, 2.0, 0.0], [1.0, -1.0, 0.0]])
+    p, q = jax.nn.softmax(p_logits), jax.nn.softmax(q_logits)
+    expected = np.mean(np.sum(p * np.log(p / q), axis=-1))
+    np.testing.assert_allclose(losses.kl_divergence_logits(p_logits, q_logits), expected, rtol=1e-5)
+
+
+def test_virtual_adversarial_direction_is_the_divergences_top_curvature():
+    # A linear softmax model, logits = x W: the KL's Hessian in r at r = 0 is W (diag(p) - p p^T) W^T per image,
+    # and power iteration must find its top eigenvector (up to sign), with the requested norm.
+    rng = np.random.default_rng(0)
+    weights = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+    images = jnp.asarray(rng.normal(size=(4, 2, 3, 1)), jnp.float32)
+
+    def logits_fn(x):
+        return x.reshape(len(x), -1) @ weights
+
+    perturbation = losses.virtual_adversarial_perturbation(
+        logits_fn, images, logits_fn(images), jax.random.key(0), epsilon=2.5, xi=1e-2, iterations=30)
+    chex.assert_shape(perturbation, images.shape)
+    flat = np.asarray(perturbation).reshape(4, -1)
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), 2.5, rtol=1e-5)
+    for image, found in zip(np.asarray(images).reshape(4, -1), flat):
+        p = np.asarray(jax.nn.softmax(image @ np.asarray(weights)))
+        hessian = np.asarray(weights) @ (np.diag(p) - np.outer(p, p)) @ np.asarray(weights).T
+        top = np.linalg.eigh(hessian)[1][:, -1]
+        assert abs(float(top @ found / 2.5)) > 0.99
+    # One iteration already beats a random direction of the same norm at raising the divergence.
+    one = losses.virtual_adversarial_perturbation(logits_fn, images, logits_fn(images), jax.random.key(1), 2.5, 1e-2)
+    random = 2.5 * losses.unit_per_example(jax.random.normal(jax.random.key(2), images.shape))
+    clean = logits_fn(images)
+    assert float(losses.kl_divergence_logits(clean, logits_fn(images + one))) > float(
+        losses.kl_divergence_logits(clean, logits_fn(images + random)))
+
+
+def test_vat_step_learns_from_the_unlabelled_images():
+    # Unlike the supervised step, VAT's update depends on the unlabelled batch, and with weight 0 it does not.
+    config = _tiny_config()
+    batch = _batch()
+    state = few_label.init_state("vat", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    other = dict(batch, unlabelled_images=np.asarray(batch["unlabelled_images"])[::-1] * 0.5)
+    for weight, differ in ((1.0, True), (0.0, False)):
+        config.semi.vat_weight = weight
+        step = jax.jit(make_vat_step(few_label.step_spec("vat", config)))
+        (a, metrics), (b, _) = step(state, batch, jax.random.key(1)), step(state, other, jax.random.key(1))
+        assert float(metrics["vat_divergence"]) > 0.0
+        assert (_max_difference(a.params, b.params) > 1e-7) == differ, weight
+
+
 def test_polyak_average_follows_the_params():
     config = _tiny_config()
     batch = _batch()
@@ -227,6 +279,8 @@ def _make_step(strategy, spec, num_classes):
         return make_semi_gan_step(spec)
     if strategy == "acgan":
         return make_acgan_step(spec, num_classes)
+    if strategy == "vat":
+        return make_vat_step(spec)
     assert strategy in ("supervised", "supervised_augment"), strategy
     return make_supervised_few_label_step(spec)
 
@@ -557,6 +611,9 @@ def test_strategy_of_the_other_experiment_is_named():
     ("average_decay", 1.0, "semi.average_decay"),
     ("validation_per_class", -1, "semi.validation_per_class"),
     ("steps_per_call", 0, "semi.steps_per_call"),
+    ("vat_epsilon", 0.0, "semi.vat_epsilon"),
+    ("vat_iterations", 0, "semi.vat_iterations"),
+    ("vat_weight", -1.0, "semi.vat_weight"),
 ])
 def test_bad_semi_settings_are_named(key, value, message):
     config = _tiny_config()
