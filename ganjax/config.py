@@ -205,7 +205,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.experiment.grid_choice = "best"
 
     # Few labels (data.subset="few_label"; ganjax.studies.few_label): the networks of Salimans et al. 2016's
-    # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment.
+    # MNIST experiments, shared by the strategies semi_gan, acgan, supervised, supervised_augment, vat.
     config.semi = ml_collections.ConfigDict()
     config.semi.architecture = "mlp"  # "mlp" (the paper's MNIST network) or "conv" (its CIFAR-10 one, smaller)
     config.semi.hidden = "1000,500,250,250,250"  # mlp: discriminator / classifier hidden widths
