@@ -47,7 +47,10 @@ def _truncated(step_dir):
 
 
 def _missing(step_dir):
-    os.remove(_data_files(step_dir)[-1])  # the largest: most arrays
+    # Every array data file gone, the metadata intact (a copy that lost its data). Removing only the largest
+    # was flaky: orbax's layout varies run to run, and it sometimes held no array that sampling reads.
+    for path in _data_files(step_dir):
+        os.remove(path)
 
 
 def _empty(step_dir):
