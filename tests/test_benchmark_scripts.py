@@ -17,6 +17,7 @@ import pool_seeds
 import profile_training
 import regime_map
 import semi_steps_per_call
+import vat_probe
 
 
 def test_profile_table_covers_every_phase_and_adds_up(capsys):
@@ -142,6 +143,19 @@ def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_pa
             regime_map.cell_config(regime, classifier)
     with pytest.raises(SystemExit):  # no cell to run: named, not silently nothing
         regime_map.main(["--workdir", str(tmp_path), "--cells", "fashion_100labels", "--classifiers", "cnn"])
+
+
+def test_vat_probe_prints_held_out_accuracy_at_each_checkpoint(tmp_path, capsys):
+    assert vat_probe.main(["--config", os.path.join(REPO, "configs", "digits_semi.py"), "--epsilon", "1",
+                           "--noise", "0", "--steps", "5", "--every", "2", "--held-out", "50",
+                           "--workdir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "input_noise=0.0" in lines[0] and "held_out=50" in lines[0]
+    steps = [line for line in lines if line.startswith("step=")]
+    assert [line.split()[0] for line in steps] == ["step=0", "step=2", "step=4"]
+    for line in steps:
+        accuracy = float(line.split()[1].split("=")[1])
+        assert 0.0 <= accuracy <= 1.0 and "vat_divergence=" in line
 
 
 def test_cpu_levers_weight_gradient_formulations_agree_and_the_script_runs(capsys):
