@@ -115,17 +115,8 @@ def mean_entropy(logits: jnp.ndarray) -> jnp.ndarray:
 
 def kl_divergence_logits(p_logits: jnp.ndarray, q_logits: jnp.ndarray) -> jnp.ndarray:
     """Mean over the batch of KL(softmax(p_logits) || softmax(q_logits)) in nats; logits [B, K]."""
-    log_p = jax.nn.log_softmax(p_logits, axis=-1)
-    log_q = jax.nn.log_softmax(q_logits, axis=-1)
-    return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
-
-
-def unit_per_example(directions: jnp.ndarray) -> jnp.ndarray:
-    """`directions` [B, ...] scaled to unit L2 norm per example (a zero direction stays zero)."""
-    axes = tuple(range(1, directions.ndim))
-    # Scaled by the largest entry first, as in Miyato et al.'s code: tiny gradients keep their direction.
-    directions = directions / (1e-12 + jnp.max(jnp.abs(directions), axis=axes, keepdims=True))
-    return directions / jnp.sqrt(1e-12 + jnp.sum(directions**2, axis=axes, keepdims=True))
+    return jnp.mean(optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(q_logits, axis=-1),
+                                                                jax.nn.log_softmax(p_logits, axis=-1)))
 
 
 def virtual_adversarial_perturbation(logits_fn: Callable[[jnp.ndarray], jnp.ndarray], images: jnp.ndarray,
@@ -137,14 +128,16 @@ def virtual_adversarial_perturbation(logits_fn: Callable[[jnp.ndarray], jnp.ndar
     at small xi points along the divergence's dominant curvature). `logits_fn` maps images to logits; it must
     draw the same training noise as clean_logits did, so that only r changes the prediction. No gradient flows
     out of the result."""
+    from ganjax.attacks.gradient import normalize  # each image's direction to unit L2 norm
+
     clean_logits = jax.lax.stop_gradient(clean_logits)
 
     def divergence(perturbation):
         return kl_divergence_logits(clean_logits, logits_fn(images + perturbation))
 
-    direction = unit_per_example(jax.random.normal(key, images.shape, images.dtype))
+    direction = normalize(jax.random.normal(key, images.shape, images.dtype), "l2")
     for _ in range(iterations):
-        direction = unit_per_example(jax.grad(divergence)(xi * direction))
+        direction = normalize(jax.grad(divergence)(xi * direction), "l2")
     return jax.lax.stop_gradient(epsilon * direction)
 
 

@@ -21,6 +21,7 @@ from ganjax.steps import (
     make_supervised_few_label_step,
     make_vat_step,
 )
+from ganjax.attacks.gradient import normalize
 from ganjax.studies import engine, few_label
 
 
@@ -159,7 +160,7 @@ def test_virtual_adversarial_direction_is_the_divergences_top_curvature():
         assert abs(float(top @ found / 2.5)) > 0.99
     # One iteration already beats a random direction of the same norm at raising the divergence.
     one = losses.virtual_adversarial_perturbation(logits_fn, images, logits_fn(images), jax.random.key(1), 2.5, 1e-2)
-    random = 2.5 * losses.unit_per_example(jax.random.normal(jax.random.key(2), images.shape))
+    random = 2.5 * normalize(jax.random.normal(jax.random.key(2), images.shape), "l2")
     clean = logits_fn(images)
     assert float(losses.kl_divergence_logits(clean, logits_fn(images + one))) > float(
         losses.kl_divergence_logits(clean, logits_fn(images + random)))
