@@ -14,7 +14,7 @@ def get_config():
     config.data.image_size = 16
     config.data.subset = "few_label"
     config.data.labels_per_class = 5
-    config.experiment.strategies = "semi_gan,acgan,supervised,supervised_augment,vat"
+    config.experiment.strategies = "semi_gan,acgan,supervised,supervised_augment,vat,pseudo_label"
     config.experiment.num_seeds = 2
     config.experiment.augment_flip = False  # mirrored digits are not digits
     config.experiment.eval_batch_size = 256

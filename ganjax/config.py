@@ -239,6 +239,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.semi.vat_xi = 0.1
     config.semi.vat_iterations = 1
     config.semi.vat_weight = 1.0
+    # pseudo_label (FixMatch's rule, Sohn et al. 2020): the confidence of the network's noise-free prediction
+    # above which an unlabelled image takes its argmax as a label (FixMatch: 0.95), and that loss's weight.
+    config.semi.pseudo_label_threshold = 0.95
+    config.semi.pseudo_label_weight = 1.0
     # Test the classifier with an exponential moving (Polyak) average of its params, this decay
     # (0 = the last step's params); every strategy alike.
     config.semi.average_decay = 0.0
@@ -697,9 +701,14 @@ def _validate_semi(given: dict) -> None:
             raise ValueError(f"Config key {name!r} must be positive, got {given[name]}.")
     for name in ["semi.input_noise", "semi.hidden_noise", "semi.unlabelled_weight", "semi.entropy_weight",
                  "semi.pull_away_weight", "semi.manifold_weight", "semi.acgan_class_weight", "semi.generator_eval_samples",
-                 "semi.validation_per_class", "semi.vat_weight"]:
+                 "semi.validation_per_class", "semi.vat_weight", "semi.pseudo_label_weight"]:
         if given[name] < 0:
             raise ValueError(f"Config key {name!r} must be >= 0, got {given[name]}.")
+    if not 0.0 <= given["semi.pseudo_label_threshold"] <= 1.0:
+        raise ValueError(
+            f"Config key 'semi.pseudo_label_threshold' is a softmax confidence and must be in [0, 1] (FixMatch: "
+            f"0.95), got {given['semi.pseudo_label_threshold']}."
+        )
     if not 0.0 <= given["semi.input_dropout"] < 1.0:
         raise ValueError(f"Config key 'semi.input_dropout' must be in [0, 1), got {given['semi.input_dropout']}.")
     if not 0.0 <= given["semi.average_decay"] < 1.0:

@@ -141,6 +141,18 @@ def virtual_adversarial_perturbation(logits_fn: Callable[[jnp.ndarray], jnp.ndar
     return jax.lax.stop_gradient(epsilon * direction)
 
 
+def pseudo_label_loss(teacher_logits: jnp.ndarray, student_logits: jnp.ndarray,
+                      threshold: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """FixMatch's unlabelled loss (Sohn et al. 2020, eq. 4): each image whose teacher prediction (logits [B, K],
+    no gradient) is at least `threshold` confident takes its argmax as a hard label for the student's logits
+    [B, K] (another view of the same images); the cross-entropy summed over those images is divided by the
+    whole batch B. Returns (loss, the share of the batch kept)."""
+    probabilities = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits), axis=-1)
+    kept = (jnp.max(probabilities, axis=-1) >= threshold).astype(student_logits.dtype)
+    per_image = optax.softmax_cross_entropy_with_integer_labels(student_logits, jnp.argmax(probabilities, axis=-1))
+    return jnp.mean(kept * per_image), jnp.mean(kept)
+
+
 def feature_matching_loss(real_features: jnp.ndarray, fake_features: jnp.ndarray) -> jnp.ndarray:
     """Salimans et al. 2016, Sec. 3.1: || E f(x) - E f(G(z)) ||^2 over a batch, as the mean over
     features of the squared difference of batch means; features [B, F]."""

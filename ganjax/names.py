@@ -33,8 +33,9 @@ AUGMENT_PADDINGS = ("reflect", "constant")
 STUDIES = ("long_tail", "few_label", "repair", "robust")
 LONG_TAIL_STRATEGIES = ("plain", "reweight", "oversample", "augment", "gan", "gan+augment", "gan+oversample",
                         "gan+reweight")
-# vat: virtual adversarial training (Miyato et al. 2018), the classic semi-supervised alternative to the GANs.
-FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment", "vat")
+# vat: virtual adversarial training (Miyato et al. 2018) and pseudo_label: confidence-thresholded pseudo-labels
+# (FixMatch's rule, Sohn et al. 2020), the classic semi-supervised alternatives to the GANs.
+FEW_LABEL_STRATEGIES = ("semi_gan", "acgan", "supervised", "supervised_augment", "vat", "pseudo_label")
 # Repair: "clean" is trained on clean images and judges every repair; "damage_augment" is trained
 # with the study's damages as augmentation (the practitioner's alternative to repairing).
 REPAIR_STRATEGIES = ("clean", "damage_augment")
@@ -61,6 +62,7 @@ STRATEGY_MODULES = {
     "supervised": "supervised",
     "supervised_augment": "supervised",
     "vat": "vat",
+    "pseudo_label": "pseudo_label",
     "clean": "repair",
     "damage_augment": "repair",
     "standard": "robust",
@@ -90,6 +92,7 @@ TUNABLE_KEYS = {
     **{name: SYNTHETIC_SETTINGS for name in ("gan", "gan+augment", "gan+oversample", "gan+reweight")},
     "pgd_at_generated": ("robust.generated_fraction",),
     "vat": ("semi.vat_epsilon", "semi.vat_weight", "semi.entropy_weight"),
+    "pseudo_label": ("semi.pseudo_label_threshold", "semi.pseudo_label_weight"),
 }
 GAN_MODES = ("two_stage", "joint")
 REWEIGHTS = ("effective_number", "inverse_frequency")

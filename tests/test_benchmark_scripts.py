@@ -17,7 +17,7 @@ import pool_seeds
 import profile_training
 import regime_map
 import semi_steps_per_call
-import vat_probe
+import few_label_probe
 
 
 def test_profile_table_covers_every_phase_and_adds_up(capsys):
@@ -137,7 +137,8 @@ def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_pa
     assert os.path.exists(regime_map.plot({"fashion_100labels-mlp": row}, str(tmp_path / "map.png")))
     config = regime_map.cell_config("fashion_100labels", "mlp", "", ["semi.steps=5"])
     assert (config.data.subset, config.semi.steps, config.semi.validation_per_class) == ("few_label", 5, 100)
-    assert "vat" in config.experiment.strategies and config.experiment.grid.startswith("semi.vat_epsilon=")
+    assert {"vat", "pseudo_label"} <= set(config.experiment.strategies.split(","))
+    assert config.experiment.grid.startswith("semi.vat_epsilon=") and config.semi.entropy_weight == 0.0
     for regime, classifier in (("fashion_100labels", "cnn"), ("fashion_5pct", "mlp")):
         with pytest.raises(ValueError, match="no cell"):
             regime_map.cell_config(regime, classifier)
@@ -145,17 +146,18 @@ def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_pa
         regime_map.main(["--workdir", str(tmp_path), "--cells", "fashion_100labels", "--classifiers", "cnn"])
 
 
-def test_vat_probe_prints_held_out_accuracy_at_each_checkpoint(tmp_path, capsys):
-    assert vat_probe.main(["--config", os.path.join(REPO, "configs", "digits_semi.py"), "--epsilon", "1",
-                           "--noise", "0", "--steps", "5", "--every", "2", "--held-out", "50",
-                           "--workdir", str(tmp_path)]) == 0
+@pytest.mark.parametrize("strategy,metric", [("vat", "vat_divergence"), ("pseudo_label", "pseudo_label_kept")])
+def test_few_label_probe_prints_held_out_accuracy_at_each_checkpoint(tmp_path, capsys, strategy, metric):
+    assert few_label_probe.main(["--config", os.path.join(REPO, "configs", "digits_semi.py"), "--strategy", strategy,
+                                 "--epsilon", "1", "--noise", "0", "--steps", "5", "--every", "2",
+                                 "--held-out", "50", "--workdir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "input_noise=0.0" in lines[0] and "held_out=50" in lines[0]
+    assert f"strategy={strategy}" in lines[0] and "input_noise=0.0" in lines[0] and "held_out=50" in lines[0]
     steps = [line for line in lines if line.startswith("step=")]
     assert [line.split()[0] for line in steps] == ["step=0", "step=2", "step=4"]
     for line in steps:
         accuracy = float(line.split()[1].split("=")[1])
-        assert 0.0 <= accuracy <= 1.0 and "vat_divergence=" in line
+        assert 0.0 <= accuracy <= 1.0 and f"{metric}=" in line
 
 
 def test_cpu_levers_weight_gradient_formulations_agree_and_the_script_runs(capsys):

@@ -23,6 +23,7 @@ from ganjax.steps.few_label import (
     make_acgan_step,
     make_semi_gan_step,
     make_supervised_few_label_step,
+    make_pseudo_label_step,
     make_vat_step,
 )
 from ganjax.steps.gan import discriminator_noise, discriminator_noise_key, make_gan_train_step
@@ -31,6 +32,6 @@ __all__ = [
     "Batch", "ClassifierStepSpec", "FewLabelSpec", "Metrics", "classifier_eval_step", "classifier_train_step",
     "discriminator_noise", "discriminator_noise_key", "ema_decay_at", "ema_update", "few_label_logits", "generate",
     "make_acgan_step", "make_classifier_step", "make_gan_train_step", "make_joint_train_step", "make_multi_seed_step",
-    "make_multi_step", "make_semi_gan_step", "make_supervised_few_label_step", "make_vat_step", "over_seeds",
+    "make_multi_step", "make_pseudo_label_step", "make_semi_gan_step", "make_supervised_few_label_step", "make_vat_step", "over_seeds",
     "synthesize",
 ]

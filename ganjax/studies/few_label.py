@@ -1,4 +1,4 @@
-"""The few-label study: the semi-supervised K+1 GAN, AC-GAN, the supervised baselines and VAT.
+"""The few-label study: the semi-supervised K+1 GAN, AC-GAN, the supervised baselines, VAT and pseudo-labels.
 
     python -m ganjax.experiment --config configs/fashion_mnist_semi.py --workdir DIR
 
@@ -11,7 +11,9 @@ discriminator), the same labelled images, steps and seeds (ganjax.studies.strate
   supervised          cross-entropy on the labelled images only;
   supervised_augment  the same with classic augmentation (shifts, flips where valid);
   vat                 virtual adversarial training on the labelled and unlabelled images (Miyato et al.
-                      2018): the classic semi-supervised alternative, no generator.
+                      2018): the classic semi-supervised alternative, no generator;
+  pseudo_label        confident predictions on the unlabelled images as labels for the noisy network
+                      (FixMatch's rule, Sohn et al. 2020): the other classic alternative, no generator.
 
 The classifier is the discriminator's class head, tested after the last step (no early
 stopping). The validation split follows the engine's one rule (`engine.carve_validation`):
@@ -167,6 +169,8 @@ def step_spec(strategy: str, config):
         vat_xi=float(config.semi.vat_xi),
         vat_iterations=int(config.semi.vat_iterations),
         vat_weight=float(config.semi.vat_weight),
+        pseudo_label_threshold=float(config.semi.pseudo_label_threshold),
+        pseudo_label_weight=float(config.semi.pseudo_label_weight),
     )
 
 

@@ -19,6 +19,7 @@ from ganjax.steps import (
     make_acgan_step,
     make_semi_gan_step,
     make_supervised_few_label_step,
+    make_pseudo_label_step,
     make_vat_step,
 )
 from ganjax.attacks.gradient import normalize
@@ -180,6 +181,35 @@ def test_vat_step_learns_from_the_unlabelled_images():
         assert (_max_difference(a.params, b.params) > 1e-7) == differ, weight
 
 
+def test_pseudo_label_loss_keeps_only_confident_teacher_predictions():
+    # Image 0: the teacher is 0.99 sure of class 2; image 1: unsure (uniform). Only image 0 counts, its hard
+    # label is 2, and the sum is divided by the whole batch (FixMatch's eq. 4).
+    teacher = jnp.array([[0.0, 0.0, jnp.log(99.0 * 2)], [0.0, 0.0, 0.0]])
+    student = jnp.array([[1.0, 0.5, -1.0], [3.0, 0.0, 0.0]])
+    loss, kept = losses.pseudo_label_loss(teacher, student, 0.95)
+    expected = -float(jax.nn.log_softmax(student[0])[2]) / 2
+    assert abs(float(loss) - expected) < 1e-6 and float(kept) == 0.5
+    assert float(losses.pseudo_label_loss(teacher, student, 0.995)[1]) == 0.0
+    # No gradient reaches the teacher: only the student is trained toward its pseudo-labels.
+    teacher_grad = jax.grad(lambda t: losses.pseudo_label_loss(t, student, 0.95)[0])(teacher)
+    assert float(jnp.max(jnp.abs(teacher_grad))) == 0.0
+
+
+def test_pseudo_label_step_learns_from_the_unlabelled_images():
+    # With every image kept (threshold 0) the update depends on the unlabelled batch; with weight 0 it does not.
+    config = _tiny_config()
+    config.semi.pseudo_label_threshold = 0.0
+    batch = _batch()
+    state = few_label.init_state("pseudo_label", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    other = dict(batch, unlabelled_images=np.asarray(batch["unlabelled_images"])[::-1] * 0.5)
+    for weight, differ in ((1.0, True), (0.0, False)):
+        config.semi.pseudo_label_weight = weight
+        step = jax.jit(make_pseudo_label_step(few_label.step_spec("pseudo_label", config)))
+        (a, metrics), (b, _) = step(state, batch, jax.random.key(1)), step(state, other, jax.random.key(1))
+        assert float(metrics["pseudo_label_kept"]) == 1.0 and float(metrics["pseudo_label_loss"]) > 0.0
+        assert (_max_difference(a.params, b.params) > 1e-7) == differ, weight
+
+
 def test_polyak_average_follows_the_params():
     config = _tiny_config()
     batch = _batch()
@@ -282,6 +312,8 @@ def _make_step(strategy, spec, num_classes):
         return make_acgan_step(spec, num_classes)
     if strategy == "vat":
         return make_vat_step(spec)
+    if strategy == "pseudo_label":
+        return make_pseudo_label_step(spec)
     assert strategy in ("supervised", "supervised_augment"), strategy
     return make_supervised_few_label_step(spec)
 
@@ -615,6 +647,8 @@ def test_strategy_of_the_other_experiment_is_named():
     ("vat_epsilon", 0.0, "semi.vat_epsilon"),
     ("vat_iterations", 0, "semi.vat_iterations"),
     ("vat_weight", -1.0, "semi.vat_weight"),
+    ("pseudo_label_threshold", 1.5, "semi.pseudo_label_threshold"),
+    ("pseudo_label_weight", -1.0, "semi.pseudo_label_weight"),
 ])
 def test_bad_semi_settings_are_named(key, value, message):
     config = _tiny_config()
