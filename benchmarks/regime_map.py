@@ -73,8 +73,6 @@ CLASSIFIERS = {
     "mlp": {},  # the few-label study's network (Salimans et al.'s noisy MLP), set by its config
 }
 FEW_LABEL_CELLS = ("fashion_100labels",)
-# Each study's plain strategy (its classic baseline with no extra) and its GAN strategies' classic twins.
-PLAIN = {"long_tail": "plain", "few_label": "supervised"}
 
 
 def valid_cell(regime: str, classifier: str) -> bool:
@@ -114,21 +112,15 @@ def summarize_cell(full: dict) -> dict:
     """A finished cell's row from its report.json dict: the best classic and the best GAN strategy chosen on
     validation `METRIC`, their test figures, the paired differences, and every validated GAN strategy's
     difference to plain."""
-    from ganjax.studies.few_label import GAN_STRATEGIES
-    from ganjax.studies.long_tail import COMPOSITIONS
+    from ganjax import names
 
     meta = full["meta"]
     validation = meta["validation_mean"]
     study = meta.get("study", "long_tail")
-    plain = PLAIN[study]
-    if study == "few_label":
-        listed = list(validation)
-        gans = [name for name in listed if name in GAN_STRATEGIES]
-        twins = {name: plain for name in gans}
-    else:
-        listed = [name for name in validation if name in COMPOSITIONS]
-        gans = [name for name in listed if COMPOSITIONS[name].synthetic]
-        twins = {name: name.removeprefix("gan+") if name != "gan" else plain for name in gans}
+    plain = names.PLAIN_STRATEGY[study]
+    listed = [name for name in validation if name in names.STUDY_STRATEGIES[study]]
+    gans = [name for name in listed if name in names.GAN_TWINS]
+    twins = {name: names.GAN_TWINS[name] for name in gans}
     classic = [name for name in listed if name not in gans]
     best_classic = max(classic, key=lambda name: validation[name][METRIC])
     best_gan = max(gans, key=lambda name: validation[name][METRIC])

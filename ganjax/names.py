@@ -71,6 +71,12 @@ STRATEGY_MODULES = {
     "pgd_at_generated": "robust",
     "defense_gan": "defense_gan",
 }
+# Each GAN strategy's classic twin: the same training without the GAN (what a validated GAN strategy at synthetic
+# share 0 reduces to; the few-label GANs' twin is supervised training on the same labels), and each study's plain
+# strategy (its classic baseline with nothing added). benchmarks/regime_map.py reads both.
+GAN_TWINS = {"gan": "plain", "gan+augment": "augment", "gan+oversample": "oversample", "gan+reweight": "reweight",
+             "semi_gan": "supervised", "acgan": "supervised"}
+PLAIN_STRATEGY = {"long_tail": "plain", "few_label": "supervised"}
 LONG_TAIL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "rare_class_accuracy", "ece")
 FEW_LABEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
 # Robust study: clean accuracy on the whole split, then on the attacked (scored) images clean accuracy,

@@ -117,6 +117,19 @@ def test_the_regime_map_chooses_best_classic_and_best_gan_on_validation_and_pair
     assert "gan+oversample" in config.experiment.strategies and config.experiment.generator_workdir == "somewhere"
 
 
+def test_gan_twins_name_every_gan_strategy_and_a_classic_twin_of_its_study():
+    from ganjax import names
+    from ganjax.studies.few_label import GAN_STRATEGIES
+    from ganjax.studies.long_tail import COMPOSITIONS
+
+    synthetic = {name for name, composition in COMPOSITIONS.items() if composition.synthetic}
+    for study, gans in (("long_tail", synthetic), ("few_label", set(GAN_STRATEGIES))):
+        strategies = set(names.STUDY_STRATEGIES[study])
+        assert set(names.GAN_TWINS) & strategies == gans, study
+        assert all(names.GAN_TWINS[name] in strategies - gans for name in gans), study
+        assert names.PLAIN_STRATEGY[study] in strategies - gans
+
+
 def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_path):
     from ganjax.report import summarize
 
