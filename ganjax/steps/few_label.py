@@ -272,7 +272,7 @@ def make_pseudo_label_step(spec: FewLabelSpec) -> Callable[[ModelState, Batch, j
     def step(state: ModelState, batch: Batch, key: jax.Array) -> tuple[ModelState, Metrics]:
         labelled_key, unlabelled_key = jax.random.split(key)
         unlabelled = batch["unlabelled_images"]
-        teacher = jax.lax.stop_gradient(_discriminate(state, state.params, unlabelled, None)[0])
+        teacher = few_label_logits(state, unlabelled)  # outside loss_fn: no gradient
 
         def loss_fn(params):
             logits, _, _ = _discriminate(state, params, batch["labelled_images"], labelled_key)

@@ -167,20 +167,6 @@ def test_virtual_adversarial_direction_is_the_divergences_top_curvature():
         losses.kl_divergence_logits(clean, logits_fn(images + random)))
 
 
-def test_vat_step_learns_from_the_unlabelled_images():
-    # Unlike the supervised step, VAT's update depends on the unlabelled batch, and with weight 0 it does not.
-    config = _tiny_config()
-    batch = _batch()
-    state = few_label.init_state("vat", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    other = dict(batch, unlabelled_images=np.asarray(batch["unlabelled_images"])[::-1] * 0.5)
-    for weight, differ in ((1.0, True), (0.0, False)):
-        config.semi.vat_weight = weight
-        step = jax.jit(make_vat_step(few_label.step_spec("vat", config)))
-        (a, metrics), (b, _) = step(state, batch, jax.random.key(1)), step(state, other, jax.random.key(1))
-        assert float(metrics["vat_divergence"]) > 0.0
-        assert (_max_difference(a.params, b.params) > 1e-7) == differ, weight
-
-
 def test_pseudo_label_loss_keeps_only_confident_teacher_predictions():
     # Image 0: the teacher is 0.99 sure of class 2; image 1: unsure (uniform). Only image 0 counts, its hard
     # label is 2, and the sum is divided by the whole batch (FixMatch's eq. 4).
@@ -195,18 +181,25 @@ def test_pseudo_label_loss_keeps_only_confident_teacher_predictions():
     assert float(jnp.max(jnp.abs(teacher_grad))) == 0.0
 
 
-def test_pseudo_label_step_learns_from_the_unlabelled_images():
-    # With every image kept (threshold 0) the update depends on the unlabelled batch; with weight 0 it does not.
+@pytest.mark.parametrize("strategy,weight_key,settings,metric", [
+    ("vat", "vat_weight", {}, "vat_divergence"),
+    # Every image kept (threshold 0), so the unlabelled batch reaches the loss.
+    ("pseudo_label", "pseudo_label_weight", {"pseudo_label_threshold": 0.0}, "pseudo_label_loss"),
+])
+def test_classic_semi_supervised_steps_learn_from_the_unlabelled_images(strategy, weight_key, settings, metric):
+    # Unlike the supervised step, their update depends on the unlabelled batch, and with weight 0 it does not.
     config = _tiny_config()
-    config.semi.pseudo_label_threshold = 0.0
+    config.semi.update(settings)
     batch = _batch()
-    state = few_label.init_state("pseudo_label", config, 3, batch["unlabelled_images"], jax.random.key(0))
+    state = few_label.init_state(strategy, config, 3, batch["unlabelled_images"], jax.random.key(0))
     other = dict(batch, unlabelled_images=np.asarray(batch["unlabelled_images"])[::-1] * 0.5)
     for weight, differ in ((1.0, True), (0.0, False)):
-        config.semi.pseudo_label_weight = weight
-        step = jax.jit(make_pseudo_label_step(few_label.step_spec("pseudo_label", config)))
+        config.semi[weight_key] = weight
+        step = jax.jit(_make_step(strategy, few_label.step_spec(strategy, config), 3))
         (a, metrics), (b, _) = step(state, batch, jax.random.key(1)), step(state, other, jax.random.key(1))
-        assert float(metrics["pseudo_label_kept"]) == 1.0 and float(metrics["pseudo_label_loss"]) > 0.0
+        assert float(metrics[metric]) > 0.0
+        if strategy == "pseudo_label":
+            assert float(metrics["pseudo_label_kept"]) == 1.0
         assert (_max_difference(a.params, b.params) > 1e-7) == differ, weight
 
 
