@@ -1,7 +1,7 @@
-"""Where does a classic semi-supervised strategy go on a few-label config? One seed of the `vat`,
-`pseudo_label` or `supervised` step, its accuracy on held-out *training* images (outside the labelled subset;
-neither the validation split nor the test split) every --every steps, beside the step's losses: a probe for
-choosing their settings, not a result.
+"""Where does a few-label strategy go on a few-label config? One seed of its step (`vat`, `pseudo_label`,
+`supervised`, `semi_gan`, ...: ganjax.names.FEW_LABEL_STRATEGIES), its classifier's accuracy on held-out
+*training* images (outside the labelled subset; neither the validation split nor the test split) every --every
+steps, beside the step's losses: a probe for choosing their settings, not a result.
 
     python benchmarks/few_label_probe.py --strategy vat --epsilon 4 --noise 0 --steps 2001
     python benchmarks/few_label_probe.py --strategy pseudo_label --set semi.pseudo_label_threshold=0.95
@@ -24,13 +24,13 @@ import numpy as np
 def main(argv=None) -> int:
     from ganjax import data
     from ganjax.config import apply_overrides, load_config, validate_config
-    from ganjax.steps import few_label_logits, make_pseudo_label_step, make_supervised_few_label_step, make_vat_step
+    from ganjax.names import FEW_LABEL_STRATEGIES
+    from ganjax.steps import few_label_logits
     from ganjax.studies import few_label
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/fashion_mnist_semi.py")
-    steps = {"vat": make_vat_step, "pseudo_label": make_pseudo_label_step, "supervised": make_supervised_few_label_step}
-    parser.add_argument("--strategy", choices=sorted(steps), default="vat")
+    parser.add_argument("--strategy", choices=FEW_LABEL_STRATEGIES, default="vat")
     parser.add_argument("--epsilon", type=float, default=None, help="semi.vat_epsilon (vat)")
     parser.add_argument("--noise", type=float, default=None, help="semi.input_noise and semi.hidden_noise")
     parser.add_argument("--steps", type=int, default=2001)
@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     batches = few_label.FewLabelBatches(train_set, labelled, config, args.strategy)
     state = few_label.init_state(args.strategy, config, train_set.num_classes,
                                  jnp.asarray(few_label.init_images(train_set, config)), jax.random.key(args.seed))
-    step = jax.jit(steps[args.strategy](few_label.step_spec(args.strategy, config)))
+    step = jax.jit(few_label.make_step(args.strategy, few_label.step_spec(args.strategy, config),
+                                       train_set.num_classes))
     step_key = jax.random.key(args.seed + 1)
     print(f"config={args.config} strategy={args.strategy} overrides={overrides + args.set} "
           f"input_noise={config.semi.input_noise} hidden_noise={config.semi.hidden_noise} held_out={len(held)}")
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
         batch = {name: value[0] for name, value in batches(index).items()}  # seed 0 of the batches
         state, metrics = step(state, batch, jax.random.fold_in(step_key, index))
         if index % args.every == 0 or index == args.steps - 1:
-            accuracy = float(np.mean(np.argmax(np.asarray(few_label_logits(state, images)), -1) == labels))
+            accuracy = float(np.mean(np.argmax(np.asarray(few_label_logits(few_label.classifier_of(state), images)), -1) == labels))
             print(f"step={index} held_out_accuracy={accuracy:.3f} " +
                   " ".join(f"{name}={float(value):.4f}" for name, value in metrics.items()), flush=True)
     return 0

@@ -159,7 +159,8 @@ def test_the_regime_maps_few_label_cell_pits_the_k_plus_1_gan_against_vat(tmp_pa
         regime_map.main(["--workdir", str(tmp_path), "--cells", "fashion_100labels", "--classifiers", "cnn"])
 
 
-@pytest.mark.parametrize("strategy,metric", [("vat", "vat_divergence"), ("pseudo_label", "pseudo_label_kept")])
+@pytest.mark.parametrize("strategy,metric", [("vat", "vat_divergence"), ("pseudo_label", "pseudo_label_kept"),
+                                             ("semi_gan", "d_unsupervised")])
 def test_few_label_probe_prints_held_out_accuracy_at_each_checkpoint(tmp_path, capsys, strategy, metric):
     assert few_label_probe.main(["--config", os.path.join(REPO, "configs", "digits_semi.py"), "--strategy", strategy,
                                  "--epsilon", "1", "--noise", "0", "--steps", "5", "--every", "2",

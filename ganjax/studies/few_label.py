@@ -41,7 +41,7 @@ from ganjax.models.semi import MLPGenerator, NoisyConvDiscriminator, NoisyMLPDis
 from ganjax.names import parse_hidden
 from ganjax.state import GANState, ModelState, create_model_state
 from ganjax.steps import FewLabelSpec, ema_update, few_label_logits, over_seeds
-from ganjax.studies.engine import Strategy, StudyContext, carve_validation, data_seed
+from ganjax.studies.engine import Strategy, StudyContext, carve_validation, data_seed, strategy_module
 
 GAN_STRATEGIES = ("semi_gan", "acgan")
 # Few-label seeds draw from their own stream (fold_in 0, 1, 2 are the GAN's in train.py).
@@ -295,8 +295,15 @@ def generator_quality(states: GANState, strategy: str, train_set: data.Dataset, 
 
 
 
-def few_label_strategy(name: str, context: StudyContext, make_step: Callable[[FewLabelSpec], Callable]) -> Strategy:
-    """A few-label strategy from its one-seed step `make_step(spec)`: S seeds of the networks of
+def make_step(name: str, spec: FewLabelSpec, num_classes: int) -> Callable:
+    """One seed's step (state, batch, key) -> (state, metrics) of few-label strategy `name`, as its
+    module in ganjax.studies.strategies defines it (`make_step(spec, num_classes)`): the one table
+    from a strategy's name to its step, for the study, the probes and the tests."""
+    return strategy_module(name).make_step(spec, num_classes)
+
+
+def few_label_strategy(name: str, context: StudyContext) -> Strategy:
+    """Few-label strategy `name` from its one-seed step (`make_step`): S seeds of the networks of
     config.semi, semi.steps steps on `FewLabelBatches`, the classifier tested after the last step
     (or, with semi.average_decay > 0, its Polyak average; `with_average`)."""
     from ganjax import parallel
@@ -315,7 +322,7 @@ def few_label_strategy(name: str, context: StudyContext, make_step: Callable[[Fe
         return states
 
     def one_seed_step():
-        step = make_step(spec)
+        step = make_step(name, spec, num_classes)
         if average_decay > 0:
             step = with_average(step, average_decay)
         return lambda state, batch, key, shared: step(state, batch, key)

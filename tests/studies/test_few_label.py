@@ -19,8 +19,6 @@ from ganjax.steps import (
     make_acgan_step,
     make_semi_gan_step,
     make_supervised_few_label_step,
-    make_pseudo_label_step,
-    make_vat_step,
 )
 from ganjax.attacks.gradient import normalize
 from ganjax.studies import engine, few_label
@@ -195,7 +193,7 @@ def test_classic_semi_supervised_steps_learn_from_the_unlabelled_images(strategy
     other = dict(batch, unlabelled_images=np.asarray(batch["unlabelled_images"])[::-1] * 0.5)
     for weight, differ in ((1.0, True), (0.0, False)):
         config.semi[weight_key] = weight
-        step = jax.jit(_make_step(strategy, few_label.step_spec(strategy, config), 3))
+        step = jax.jit(few_label.make_step(strategy, few_label.step_spec(strategy, config), 3))
         (a, metrics), (b, _) = step(state, batch, jax.random.key(1)), step(state, other, jax.random.key(1))
         assert float(metrics[metric]) > 0.0
         if strategy == "pseudo_label":
@@ -208,8 +206,8 @@ def test_polyak_average_follows_the_params():
     batch = _batch()
     spec = few_label.step_spec("supervised", config)
     state = few_label.init_state("supervised", config, 3, batch["unlabelled_images"], jax.random.key(0))
-    step = jax.jit(_make_step("supervised", spec, 3))
-    averaged_step = jax.jit(few_label.with_average(_make_step("supervised", spec, 3), 0.9))
+    step = jax.jit(few_label.make_step("supervised", spec, 3))
+    averaged_step = jax.jit(few_label.with_average(few_label.make_step("supervised", spec, 3), 0.9))
     carry = (state, jax.tree.map(jnp.copy, state.params))
     expected = state.params
     for index in range(5):
@@ -296,21 +294,6 @@ def test_conditional_generator_uses_the_label():
     assert float(jnp.max(jnp.abs(images[0] - images[1]))) > 1e-4
 
 
-def _make_step(strategy, spec, num_classes):
-    """One seed's step (state, batch, key) -> (state, metrics), as the strategy modules of
-    ganjax.studies.strategies make it."""
-    if strategy == "semi_gan":
-        return make_semi_gan_step(spec)
-    if strategy == "acgan":
-        return make_acgan_step(spec, num_classes)
-    if strategy == "vat":
-        return make_vat_step(spec)
-    if strategy == "pseudo_label":
-        return make_pseudo_label_step(spec)
-    assert strategy in ("supervised", "supervised_augment"), strategy
-    return make_supervised_few_label_step(spec)
-
-
 def _tiny_config(strategy_steps=10):
     config = load_config("digits_semi")
     config.semi.steps = strategy_steps
@@ -336,7 +319,7 @@ def test_steps_learn_the_labelled_batch_and_compile_once(strategy):
     config.semi.input_noise = config.semi.hidden_noise = 0.1  # 30 steps of a tiny net
     state = few_label.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     spec = few_label.step_spec(strategy, config)
-    step = jax.jit(chex.assert_max_traces(_make_step(strategy, spec, 3), n=1))
+    step = jax.jit(chex.assert_max_traces(few_label.make_step(strategy, spec, 3), n=1))
     batch = _batch()
     before = few_label.classifier_of(state).params
     first_loss = None
@@ -395,7 +378,7 @@ def test_dcgan_generator_option(strategy):
     config.model.generator_width, config.model.embed_dim = 8, 4
     state = few_label.init_state(strategy, config, 3, _batch()["unlabelled_images"], jax.random.key(0))
     assert state.generator.apply_fn.__self__.num_classes == (3 if strategy == "acgan" else 1)
-    step = jax.jit(_make_step(strategy, few_label.step_spec(strategy, config), 3))
+    step = jax.jit(few_label.make_step(strategy, few_label.step_spec(strategy, config), 3))
     state, metrics = step(state, _batch(), jax.random.key(0))
     assert all(np.isfinite(float(value)) for value in metrics.values())
     images = few_label.sample_images(jax.tree.map(lambda x: x[None], state), strategy, np.arange(6) % 3, 16,
